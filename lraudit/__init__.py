@@ -1,0 +1,17 @@
+"""lraudit: a training-loop linter and runtime learning-rate auditor for PyTorch.
+
+``import lraudit`` never imports torch: the runtime half (``audit``) is loaded on first use.
+"""
+from lraudit.errors import LRAuditError
+
+__version__ = "0.1.0"
+__all__ = ["audit", "LRAuditError", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy: the runtime half imports torch, which `lraudit check` must never need.
+    if name == "audit":
+        from lraudit.runtime import audit
+
+        return audit
+    raise AttributeError(f"module 'lraudit' has no attribute {name!r}")

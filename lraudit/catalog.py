@@ -1,0 +1,428 @@
+"""The rule catalogue: the single source of truth for every rule of both halves.
+
+The README rule table, the pages under ``rules/``, SARIF rule metadata and ``lraudit explain`` are all
+rendered from the entries below; a test fails when a rendered copy is stale. Codes never change
+meaning and are never reused (DESIGN.md section 2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+DOCS_BASE_URL = "https://github.com/lraudit/lraudit/blob/main/rules"
+
+ERROR = "error"
+WARNING = "warning"
+
+FIX_NONE = "none"
+FIX_SAFE = "safe"
+FIX_UNSAFE = "unsafe"
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    summary: str
+    severity: str
+    fix: str  # FIX_NONE, FIX_SAFE or FIX_UNSAFE: what `--fix` may do about it
+    static: Optional[str]  # what the static half detects; None: runtime only
+    runtime: Optional[str]  # what the runtime audit detects; None: static only
+    what: str
+    why: str
+    example: str
+    use_instead: str
+    fix_safety: str
+    references: Tuple[str, ...] = ()
+
+    @property
+    def help_uri(self) -> str:
+        return f"{DOCS_BASE_URL}/{self.code}.md"
+
+    @property
+    def halves(self) -> str:
+        return "/".join(h for h, on in (("static", self.static), ("runtime", self.runtime)) if on)
+
+
+_TORCH_SCHED_DOCS = "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
+
+_RULES = (
+    Rule(
+        code="LR001",
+        name="scheduler-before-optimizer",
+        summary="`scheduler.step()` can run before the first `optimizer.step()` of the optimizer it drives",
+        severity=ERROR,
+        fix=FIX_UNSAFE,
+        static="`sched.step()` can run before the first `opt.step()` of its optimizer in the training loop "
+        "(through any depth of same-module helper calls)",
+        runtime="a scheduler step observed before the first optimizer step",
+        what="Finds a learning-rate scheduler stepped before the optimizer it drives has taken its first "
+        "step: at the top of the epoch loop before the batch loop, before a `train_one_epoch(...)` "
+        "helper that steps the optimizer, or before `optimizer.step()` in the same block.",
+        why="Since PyTorch 1.1 the scheduler must be stepped *after* the optimizer. Stepping it first "
+        "skips the first value of the schedule: warm-up starts one step late, a StepLR decays one epoch "
+        "early, and PyTorch only prints a warning once. The run finishes with a schedule that is "
+        "silently shifted.",
+        example="for epoch in range(epochs):\n    scheduler.step()\n    train_one_epoch(model, optimizer, loader)",
+        use_instead="for epoch in range(epochs):\n    train_one_epoch(model, optimizer, loader)\n    scheduler.step()",
+        fix_safety="When both steps are statements of the same block, `--unsafe-fixes` moves the scheduler "
+        "step after the optimizer step. It is unsafe because code between the two may read the LR.",
+        references=(_TORCH_SCHED_DOCS,),
+    ),
+    Rule(
+        code="LR002",
+        name="manual-lr-write-with-scheduler",
+        summary="a write to `param_group['lr']` of an optimizer that a torch scheduler also drives",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="a write to `param_group[\"lr\"]` of an optimizer that a torch scheduler also drives",
+        runtime="LR changed between two optimizer steps by something other than a scheduler step",
+        what="Finds assignments to `param_group['lr']` (directly, in a loop over `optimizer.param_groups`, "
+        "or in a same-module helper) on an optimizer that a `torch.optim.lr_scheduler` scheduler also "
+        "drives, after that scheduler was built.",
+        why="Two writers fight over one value. Chainable schedulers (StepLR, ExponentialLR, "
+        "CosineAnnealingLR, ReduceLROnPlateau, ...) multiply whatever is there, so the manual write is "
+        "compounded forever; closed-form ones (LambdaLR, OneCycleLR, CyclicLR) overwrite it at their next "
+        "step, so the manual value is lost. Either way one of the two silently loses.",
+        example="scheduler = StepLR(optimizer, step_size=30)\nfor epoch in range(epochs):\n"
+        "    for g in optimizer.param_groups:\n        g['lr'] = base_lr * warmup(epoch)\n"
+        "    train(...)\n    scheduler.step()",
+        use_instead="warmup = LinearLR(optimizer, start_factor=0.1, total_iters=5)\n"
+        "scheduler = SequentialLR(optimizer, [warmup, StepLR(optimizer, 30)], milestones=[5])",
+        fix_safety="No automatic fix: the intended schedule cannot be inferred.",
+        references=(_TORCH_SCHED_DOCS,),
+    ),
+    Rule(
+        code="LR003",
+        name="plateau-step-without-metric",
+        summary="`ReduceLROnPlateau.step()` called without the metric it monitors",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="`ReduceLROnPlateau.step()` with no metric",
+        runtime="the TypeError raised by `ReduceLROnPlateau.step()` without a metric, explained",
+        what="Finds `step()` with no argument on a `torch.optim.lr_scheduler.ReduceLROnPlateau`.",
+        why="ReduceLROnPlateau decides from the metric you give it. Without one, `step()` raises a "
+        "TypeError at the end of the first epoch, after the first epoch of compute is spent.",
+        example="scheduler = ReduceLROnPlateau(optimizer)\n...\nscheduler.step()",
+        use_instead="scheduler = ReduceLROnPlateau(optimizer)\n...\nscheduler.step(val_loss)",
+        fix_safety="No automatic fix: lraudit cannot invent the metric.",
+        references=("https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.ReduceLROnPlateau.html",),
+    ),
+    Rule(
+        code="LR004",
+        name="partial-param-group-update",
+        summary="a manual LR update touches only some param groups of a multi-group optimizer",
+        severity=WARNING,
+        fix=FIX_NONE,
+        static="a manual LR update that touches only some param groups of an optimizer built with several",
+        runtime="group LRs moved although the scheduler would keep their ratios, or only some groups changed",
+        what="Finds writes such as `optimizer.param_groups[0]['lr'] = x` on an optimizer built with "
+        "several param groups, when the function does not also write the other groups.",
+        why="Param groups exist to train parts of the model at different rates (a backbone at a tenth of "
+        "the head's LR). Updating group 0 only leaves the others frozen at their initial LR, or breaks "
+        "the ratio between them, and nothing reports it.",
+        example="optimizer = SGD([{'params': backbone}, {'params': head, 'lr': 1e-2}], lr=1e-3)\n"
+        "optimizer.param_groups[0]['lr'] = new_lr",
+        use_instead="for g in optimizer.param_groups:\n    g['lr'] = new_lr * g.get('lr_scale', 1.0)",
+        fix_safety="No automatic fix: whether the other groups should follow, and with which ratio, "
+        "is the author's decision.",
+        references=(_TORCH_SCHED_DOCS,),
+    ),
+    Rule(
+        code="LR005",
+        name="scheduler-never-stepped",
+        summary="a torch scheduler is built but never stepped nor handed on",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="a torch scheduler built and never stepped nor handed on (returned, passed to a framework, "
+        "accelerate.prepare, Trainer(optimizers=...))",
+        runtime="a scheduler attached but never stepped while the optimizer stepped",
+        what="Finds a torch LR scheduler that is constructed, never stepped, and never handed to anything "
+        "that could step it (returned, stored for another method, passed to a call).",
+        why="The schedule you configured never happens: the whole run trains at the initial LR.",
+        example="scheduler = CosineAnnealingLR(optimizer, T_max=epochs)\nfor epoch in range(epochs):\n"
+        "    train(model, optimizer, loader)",
+        use_instead="scheduler = CosineAnnealingLR(optimizer, T_max=epochs)\nfor epoch in range(epochs):\n"
+        "    train(model, optimizer, loader)\n    scheduler.step()",
+        fix_safety="No automatic fix: where the step belongs depends on how the schedule is sized.",
+        references=(_TORCH_SCHED_DOCS,),
+    ),
+    Rule(
+        code="LR006",
+        name="built-in-loop",
+        summary="a scheduler or optimizer is constructed inside the training loop",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="scheduler or optimizer constructed inside the training loop: its state restarts every iteration",
+        runtime="a new scheduler/optimizer restarts the trajectory",
+        what="Finds an optimizer or a torch scheduler built inside the loop that steps it.",
+        why="Each iteration gets a fresh object: the scheduler restarts its schedule (the LR never "
+        "decays) and the optimizer forgets its momentum and Adam moments.",
+        example="for epoch in range(epochs):\n    scheduler = StepLR(optimizer, 10)\n    train(...)\n"
+        "    scheduler.step()",
+        use_instead="scheduler = StepLR(optimizer, 10)\nfor epoch in range(epochs):\n    train(...)\n"
+        "    scheduler.step()",
+        fix_safety="No automatic fix: the constructor's arguments may depend on the loop.",
+        references=(_TORCH_SCHED_DOCS,),
+    ),
+    Rule(
+        code="LR007",
+        name="deprecated-epoch-argument",
+        summary="`scheduler.step(epoch)` on a torch scheduler",
+        severity=WARNING,
+        fix=FIX_SAFE,
+        static="torch `sched.step(epoch)` (not ReduceLROnPlateau, not CosineAnnealingWarmRestarts, "
+        "not non-torch schedulers such as timm's)",
+        runtime=None,
+        what="Finds `step(epoch)` on a torch scheduler other than ReduceLROnPlateau (whose argument is the "
+        "metric) and CosineAnnealingWarmRestarts (whose epoch argument is documented).",
+        why="The epoch argument is deprecated: it switches the scheduler to its closed form, which for "
+        "chainable schedulers differs from the recursive one and ignores other schedulers' changes.",
+        example="scheduler.step(epoch)",
+        use_instead="scheduler.step()",
+        fix_safety="Safe: dropping the argument keeps one step per call, which is what the loop intends.",
+        references=(_TORCH_SCHED_DOCS,),
+    ),
+    Rule(
+        code="LR008",
+        name="get-lr-call",
+        summary="`scheduler.get_lr()` called outside a `get_lr` override",
+        severity=WARNING,
+        fix=FIX_SAFE,
+        static="`sched.get_lr()` outside a `get_lr` override; use `get_last_lr()`",
+        runtime=None,
+        what="Finds calls to `get_lr()` on a torch scheduler outside a `get_lr` method.",
+        why="`get_lr()` is the scheduler's internal formula: called from outside it returns a value for "
+        "the wrong step (chainable schedulers compute from the current LR), and PyTorch warns.",
+        example="print(scheduler.get_lr())",
+        use_instead="print(scheduler.get_last_lr())",
+        fix_safety="Safe when the receiver is a torch scheduler: `get_last_lr()` returns the LR in use.",
+        references=("https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.LRScheduler.html",),
+    ),
+    Rule(
+        code="LR009",
+        name="step-granularity-mismatch",
+        summary="a schedule sized in epochs is stepped per batch, or one sized in steps per epoch",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="a schedule sized in epochs stepped per batch, or sized in steps stepped per epoch",
+        runtime="an optimizer step uses an LR computed past the schedule's end (OneCycleLR total, "
+        "CosineAnnealingLR T_max)",
+        what="Finds a scheduler whose size (T_max, total_steps, num_training_steps, ...) is counted in one "
+        "unit while it is stepped in the other: epochs-sized schedules stepped in the batch loop, "
+        "steps-sized schedules stepped once per epoch.",
+        why="A cosine schedule sized in epochs but stepped per batch finishes its cycle in the first "
+        "epoch and then climbs again; a warm-up sized in steps but stepped per epoch never ends. "
+        "OneCycleLR raises once it runs past its total.",
+        example="scheduler = CosineAnnealingLR(optimizer, T_max=epochs)\nfor epoch in range(epochs):\n"
+        "    for batch in loader:\n        ...\n        optimizer.step()\n        scheduler.step()",
+        use_instead="scheduler = CosineAnnealingLR(optimizer, T_max=epochs * len(loader))",
+        fix_safety="No automatic fix: either the size or the place of the step must change.",
+        references=(_TORCH_SCHED_DOCS,),
+    ),
+    Rule(
+        code="LR010",
+        name="checkpoint-without-scheduler-state",
+        summary="a checkpoint saves the optimizer's state but not the scheduler's",
+        severity=WARNING,
+        fix=FIX_NONE,
+        static="a checkpoint saves optimizer state but not the scheduler's",
+        runtime=None,
+        what="Finds checkpoints (`torch.save`, `accelerator.save`, a dict handed to a same-module save "
+        "helper) that hold `optimizer.state_dict()` but not the state of the scheduler driving it.",
+        why="A run resumed from that checkpoint restarts its schedule from the beginning: warm-up "
+        "again, full LR again, while the optimizer state says otherwise.",
+        example="torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict()}, path)",
+        use_instead="torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),\n"
+        "            'scheduler': scheduler.state_dict()}, path)",
+        fix_safety="No automatic fix: the loading side must change too.",
+        references=("https://pytorch.org/tutorials/recipes/recipes/saving_and_loading_a_general_checkpoint.html",),
+    ),
+    Rule(
+        code="LR011",
+        name="uncomposed-schedulers",
+        summary="two schedulers step one optimizer independently",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="two schedulers step one optimizer independently (not via SequentialLR/ChainedScheduler)",
+        runtime="two schedulers observed stepping one optimizer",
+        what="Finds two torch schedulers built on one optimizer and both stepped, not composed through "
+        "SequentialLR or ChainedScheduler.",
+        why="Each scheduler writes the LR from its own state: closed-form ones overwrite the other's "
+        "value, chainable ones compound it, and the result is rarely the schedule intended.",
+        example="warmup = LinearLR(optimizer, 0.1, total_iters=5)\ncosine = CosineAnnealingLR(optimizer, 100)\n"
+        "...\nwarmup.step()\ncosine.step()",
+        use_instead="scheduler = SequentialLR(optimizer, [warmup, cosine], milestones=[5])\n...\nscheduler.step()",
+        fix_safety="No automatic fix: the composition (sequence or chain) is the author's choice.",
+        references=("https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.SequentialLR.html",),
+    ),
+    Rule(
+        code="LR012",
+        name="plateau-mode-mismatch",
+        summary="ReduceLROnPlateau's mode does not match the direction of its metric",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="`mode='min'` (the default) fed an accuracy-like metric, or `'max'` a loss",
+        runtime=None,
+        what="Finds a ReduceLROnPlateau in `min` mode (the default) stepped with a metric whose name says "
+        "higher is better (accuracy, f1, auc, ...), or in `max` mode stepped with a loss or error.",
+        why="The scheduler reduces the LR when the metric stops *improving* in the direction of its mode: "
+        "with the wrong mode it cuts the LR while the model improves, and never when it stalls.",
+        example="scheduler = ReduceLROnPlateau(optimizer)\n...\nscheduler.step(val_accuracy)",
+        use_instead="scheduler = ReduceLROnPlateau(optimizer, mode='max')\n...\nscheduler.step(val_accuracy)",
+        fix_safety="No automatic fix: the metric's name is a hint, not a proof.",
+        references=("https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.ReduceLROnPlateau.html",),
+    ),
+    Rule(
+        code="LR013",
+        name="step-count-mismatch",
+        summary="the scheduler steps every micro-batch while the optimizer steps every k (gradient accumulation)",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="scheduler stepped every micro-batch while the optimizer steps every k (gradient accumulation)",
+        runtime="scheduler steps per optimizer step != 1, incl. steps skipped by AMP's GradScaler",
+        what="Finds a scheduler stepped on every iteration of the batch loop while its optimizer steps "
+        "only under an accumulation condition such as `if (i + 1) % k == 0`.",
+        why="The schedule advances k times faster than training: a warm-up sized in optimizer steps ends "
+        "k times too early and a decay reaches its floor long before the run ends.",
+        example="for i, batch in enumerate(loader):\n    loss.backward()\n    if (i + 1) % k == 0:\n"
+        "        optimizer.step()\n        optimizer.zero_grad()\n    scheduler.step()",
+        use_instead="for i, batch in enumerate(loader):\n    loss.backward()\n    if (i + 1) % k == 0:\n"
+        "        optimizer.step()\n        optimizer.zero_grad()\n        scheduler.step()",
+        fix_safety="No automatic fix: the step belongs under the accumulation condition, which may be "
+        "written in many ways.",
+        references=(_TORCH_SCHED_DOCS,),
+    ),
+    Rule(
+        code="LR014",
+        name="invalid-lr",
+        summary="a negative, zero, NaN or infinite learning rate",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="a literal negative or zero LR",
+        runtime="NaN, inf or negative LR observed",
+        what="Finds a literal zero or negative `lr` given to an optimizer, or a negative scheduler bound "
+        "(`max_lr`, `eta_min`, `base_lr`, ...); at run time, a NaN, infinite or negative LR.",
+        why="A zero LR trains nothing; a negative one ascends the loss; a NaN one destroys the weights "
+        "at the first step.",
+        example="optimizer = SGD(model.parameters(), lr=0)",
+        use_instead="optimizer = SGD(model.parameters(), lr=0.1)",
+        fix_safety="No automatic fix: the intended value is unknown.",
+        references=("https://pytorch.org/docs/stable/optim.html",),
+    ),
+    Rule(
+        code="LR015",
+        name="trajectory-mismatch",
+        summary="the LR actually used differs from the expected trajectory",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static=None,
+        runtime="the actual per-group LR differs from the expected trajectory",
+        what="Compares the LR every param group used at every optimizer step with `expect=` (a callable, "
+        "a sequence, or `\"scheduler\"`: what the attached scheduler alone would produce).",
+        why="A schedule can be wrong in ways no single rule names; pinning the expected trajectory in a "
+        "smoke test catches any drift.",
+        example="with audit(optimizer, expect=lambda step: 0.1 * 0.5 ** (step // 10)):\n    train()",
+        use_instead="Fix the training loop until the recorded LR matches, or fix the expectation.",
+        fix_safety="Runtime only: nothing to fix in the source automatically.",
+        references=(),
+    ),
+    Rule(
+        code="LR016",
+        name="rank-divergence",
+        summary="the LR differs across distributed ranks",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static=None,
+        runtime="LR differs across distributed ranks",
+        what="Under `torch.distributed`, each rank records its LR trajectory and the ranks compare them at "
+        "the end of the audit; a difference is reported with the first step and group where it occurs.",
+        why="Ranks that train with different LRs average gradients computed for different schedules: "
+        "the run silently trains with neither.",
+        example="if rank == 0:\n    for g in optimizer.param_groups:\n        g['lr'] *= 0.1",
+        use_instead="Make every rank take the same LR decision (broadcast it from rank 0).",
+        fix_safety="Runtime only: nothing to fix in the source automatically.",
+        references=("https://pytorch.org/docs/stable/distributed.html",),
+    ),
+)
+
+RULES: Dict[str, Rule] = {rule.code: rule for rule in _RULES}
+_BY_NAME: Dict[str, Rule] = {rule.name: rule for rule in _RULES}
+
+
+def get(code_or_name: str) -> Rule:
+    """The rule with this code (``LR001``, case-insensitive) or name; KeyError when unknown."""
+    key = code_or_name.strip()
+    rule = RULES.get(key.upper()) or _BY_NAME.get(key.lower())
+    if rule is None:
+        raise KeyError(code_or_name)
+    return rule
+
+
+def matching(prefix: str) -> Tuple[Rule, ...]:
+    """Rules selected by a code or code prefix (``LR``, ``LR00``, ``LR001``); empty when none."""
+    prefix = prefix.strip().upper()
+    if prefix == "ALL":
+        return _RULES
+    return tuple(rule for rule in _RULES if rule.code.startswith(prefix))
+
+
+def render_page(rule: Rule) -> str:
+    """The Markdown page of one rule, as committed under ``rules/`` and printed by ``lraudit explain``."""
+    lines = [
+        f"# {rule.code} {rule.name}",
+        "",
+        f"{rule.summary[0].upper()}{rule.summary[1:]}.",
+        "",
+        f"Severity: {rule.severity}. Detected by: {rule.halves}. Fix: {rule.fix}.",
+        "",
+        "## What it does",
+        "",
+        rule.what,
+        "",
+        "## Why is this bad?",
+        "",
+        rule.why,
+        "",
+        "## Example",
+        "",
+        "```python",
+        rule.example,
+        "```",
+        "",
+        "## Use instead",
+        "",
+        "```python",
+        rule.use_instead,
+        "```",
+        "",
+        "## Static detection",
+        "",
+        (rule.static[0].upper() + rule.static[1:] + ".") if rule.static else "None: this pitfall is only visible at run time.",
+        "",
+        "## Runtime detection",
+        "",
+        (rule.runtime[0].upper() + rule.runtime[1:] + ".")
+        if rule.runtime
+        else "None: this pitfall is caught by `lraudit check` only.",
+        "",
+        "## Fix safety",
+        "",
+        rule.fix_safety,
+        "",
+        "## References",
+        "",
+    ]
+    lines += [f"- <{ref}>" for ref in rule.references] or ["- DESIGN of lraudit, rule catalogue"]
+    return "\n".join(lines) + "\n"
+
+
+def render_table() -> str:
+    """The Markdown rule table of the README (between its ``rules-table`` markers)."""
+    rows = ["| code | name | static | runtime | fix |", "|---|---|---|---|---|"]
+    for rule in _RULES:
+        rows.append(
+            f"| [{rule.code}](rules/{rule.code}.md) | {rule.name} | {'yes' if rule.static else ''} | "
+            f"{'yes' if rule.runtime else ''} | {rule.fix if rule.fix != FIX_NONE else ''} |"
+        )
+    return "\n".join(rows) + "\n"
