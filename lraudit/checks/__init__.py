@@ -5,9 +5,24 @@ selected rule, return findings (suppressions and config are the engine's busines
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Tuple
 
+import libcst as cst
+
+from lraudit.analysis import build_model
+from lraudit.checks.base import Report, StaticRule
+from lraudit.checks.lr_writes import ManualWriteWithScheduler, PartialParamGroupUpdate
+from lraudit.checks.ordering import SchedulerBeforeOptimizer, StepCountMismatch
+from lraudit.checks.plateau import PlateauStepWithoutMetric
 from lraudit.findings import Finding
+
+RULES: Tuple[StaticRule, ...] = (
+    SchedulerBeforeOptimizer(),
+    ManualWriteWithScheduler(),
+    PlateauStepWithoutMetric(),
+    PartialParamGroupUpdate(),
+    StepCountMismatch(),
+)
 
 
 class SourceParseError(Exception):
@@ -19,6 +34,40 @@ class SourceParseError(Exception):
         self.column = column
 
 
+def parse(source: str) -> cst.Module:
+    try:
+        return cst.parse_module(source)
+    except cst.ParserSyntaxError as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else "invalid syntax"
+        raise SourceParseError(f"syntax error: {message}", error.raw_line, error.raw_column + 1) from None
+
+
+def run_rules(module: cst.Module, select: Optional[Iterable[str]] = None) -> Tuple[object, List[Report]]:
+    """The model of ``module`` and the reports of the selected rules (deduplicated)."""
+    wanted = set(select) if select is not None else None
+    model = build_model(module)
+    reports: List[Report] = []
+    seen = set()
+    for rule in RULES:
+        if wanted is not None and rule.code not in wanted:
+            continue
+        for report in rule.check(model):
+            key = (report.rule, id(report.node))
+            if key not in seen:
+                seen.add(key)
+                reports.append(report)
+    return model, reports
+
+
 def check_source(source: str, path: str, select: Optional[Iterable[str]] = None) -> List[Finding]:
     """Findings of the rules in ``select`` (codes; None = all) for one module's source text."""
-    raise NotImplementedError  # filled in by the analysis work (issue 2)
+    module = parse(source)
+    model, reports = run_rules(module, select)
+    findings = []
+    for report in reports:
+        span = model.position(report.node)
+        findings.append(
+            Finding(path, span.start.line, span.start.column + 1, span.end.line, span.end.column + 1,
+                    report.rule, report.message, report.fixable)
+        )
+    return sorted(findings)

@@ -1,0 +1,960 @@
+"""Abstract interpretation of one module: walks every entry point in execution order, inlines calls
+into same-module functions and methods (binding arguments to parameters), tracks which names and
+attributes hold which optimizer/scheduler, and records events into a trace (see trace.py).
+
+Loops run once (the first iteration is what ordering rules need); both arms of a branch run, each on
+its own copy of the local names, merged after; dead branches (``if False:``, ``if TYPE_CHECKING:``)
+and docstrings are not code. Anything the interpreter cannot follow becomes UNKNOWN.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import libcst as cst
+
+from lraudit.analysis import known
+from lraudit.analysis.imports import ImportTable, dotted_name
+from lraudit.analysis.trace import Arm, Block, Container, Context, Event, Frame, Loop
+from lraudit.analysis.values import (
+    ALL,
+    NONE,
+    UNKNOWN,
+    AcceleratorObj,
+    ClassRef,
+    Const,
+    InstanceObj,
+    Obj,
+    Opaque,
+    OptimizerObj,
+    ParamGroup,
+    ParamGroups,
+    ScalerObj,
+    SchedulerObj,
+    StateDict,
+    Value,
+    some,
+    union,
+)
+from lraudit.analysis import values as V
+
+MAX_DEPTH = 8  # nested inlined calls
+MAX_STATEMENTS = 60_000  # per module: bounds the cost of pathological files
+PARTIAL = "partial"  # a subset of param groups that is not a known index set
+
+
+class Qual(Value):
+    """A reference to an imported module, class or function, by qualified name."""
+
+    def __init__(self, qualname: str) -> None:
+        self.qualname = qualname
+
+    def __repr__(self) -> str:
+        return f"Qual({self.qualname})"
+
+
+class FuncRef(Value):
+    """A function defined in this module, with the scope it closes over and its bound ``self``."""
+
+    def __init__(self, funcdef: cst.FunctionDef, scope: "Scope", bound_self: Optional[Value] = None,
+                 owner: Optional[cst.ClassDef] = None) -> None:
+        self.funcdef = funcdef
+        self.scope = scope
+        self.bound_self = bound_self
+        self.owner = owner
+
+
+class Scope:
+    def __init__(self, funcdef: Optional[cst.FunctionDef], enclosing: Optional["Scope"]) -> None:
+        self.funcdef = funcdef
+        self.enclosing = enclosing
+        self.vars: Dict[str, Value] = {}
+        self.globals: set = set()
+        self.returns: List[Value] = []
+
+    def lookup(self, name: str) -> Optional[Value]:
+        scope: Optional[Scope] = self
+        while scope is not None:
+            if name in scope.vars:
+                return scope.vars[name]
+            scope = scope.enclosing
+        return None
+
+
+class _Stop(Exception):
+    """Raised to abandon the rest of a block (return, raise, break, continue)."""
+
+
+class Interpreter:
+    def __init__(self, module: cst.Module, imports: ImportTable) -> None:
+        self.module = module
+        self.imports = imports
+        self.module_scope = Scope(None, None)
+        self.entries: List[Tuple[str, Block]] = []
+        self.inlined: set = set()
+        self.objects: List[Obj] = []
+        self._memo: Dict[tuple, Obj] = {}
+        self._stack: List[cst.FunctionDef] = []
+        self._calls: List[Optional[cst.Call]] = []
+        self._statements = 0
+        self._dry = 0  # > 0 while pre-populating class prototypes: events are discarded
+        self._prototypes: Dict[int, InstanceObj] = {}
+        self._class_of_method: Dict[int, cst.ClassDef] = {}
+        self._nested: List[FuncRef] = []  # nested functions seen, with their defining scope
+        self._arm_depth = 0
+
+    # ------------------------------------------------------------------ entry points
+    def run(self) -> None:
+        functions, methods = self._collect_definitions()
+        for name, node in functions.items():
+            self.module_scope.vars[name] = FuncRef(node, self.module_scope)
+        for cls in self._module_classes():
+            self.module_scope.vars[cls.name.value] = ClassRef(cls)
+        root = Block()
+        self.entries.append(("<module>", root))
+        self._exec_body(self.module.body, self.module_scope, root)
+
+        called = _called_names(self.module)
+        candidates = [f for f in list(functions.values()) + methods]
+        # Functions nobody calls by name are roots; then whatever was still never reached.
+        ordered = [f for f in candidates if f.name.value not in called] + [
+            f for f in candidates if f.name.value in called
+        ]
+        for funcdef in ordered:
+            if id(funcdef) in self.inlined:
+                continue
+            owner = self._class_of_method.get(id(funcdef))
+            if owner is not None:
+                self._run_method_entry(funcdef, owner)
+            else:
+                self._run_function_entry(funcdef, self.module_scope)
+        # Nested functions (callbacks, event handlers) close over the scope that defined them.
+        seen = set()
+        while self._nested:
+            ref = self._nested.pop(0)
+            if id(ref.funcdef) in self.inlined or id(ref.funcdef) in seen:
+                continue
+            seen.add(id(ref.funcdef))
+            self._run_function_entry(ref.funcdef, ref.scope)
+
+    def _module_classes(self):
+        return [s for s in self.module.body if isinstance(s, cst.ClassDef)]
+
+    def _collect_definitions(self):
+        functions: Dict[str, cst.FunctionDef] = {}
+        methods: List[cst.FunctionDef] = []
+        for stmt in self.module.body:
+            if isinstance(stmt, cst.FunctionDef):
+                functions[stmt.name.value] = stmt
+            elif isinstance(stmt, cst.ClassDef):
+                for item in _suite(stmt.body):
+                    if isinstance(item, cst.FunctionDef):
+                        methods.append(item)
+                        self._class_of_method[id(item)] = stmt
+        return functions, methods
+
+    def _run_function_entry(self, funcdef: cst.FunctionDef, enclosing: "Scope") -> None:
+        root = Block()
+        self.entries.append((funcdef.name.value, root))
+        self._invoke(FuncRef(funcdef, enclosing), [], {}, None, root, opaque_params=True)
+
+    def _prototype(self, classdef: cst.ClassDef) -> InstanceObj:
+        proto = self._prototypes.get(id(classdef))
+        if proto is None:
+            proto = InstanceObj(None, classdef)
+            self._prototypes[id(classdef)] = proto
+            # Populate attributes from every method (``__init__`` first) before any entry runs, so a
+            # method reads what another one stored on ``self``; constructions are memoised per site,
+            # so the entries below see the very same objects.
+            methods = [m for m in _suite(classdef.body) if isinstance(m, cst.FunctionDef)]
+            methods.sort(key=lambda m: m.name.value != "__init__")
+            self._dry += 1
+            try:
+                for method in methods:
+                    self._invoke(FuncRef(method, self.module_scope, proto, classdef), [], {}, None, Block(),
+                                 opaque_params=True)
+            finally:
+                self._dry -= 1
+        return proto
+
+    def _run_method_entry(self, funcdef: cst.FunctionDef, classdef: cst.ClassDef) -> None:
+        proto = self._prototype(classdef)
+        root = Block()
+        self.entries.append((f"{classdef.name.value}.{funcdef.name.value}", root))
+        self._invoke(FuncRef(funcdef, self.module_scope, proto, classdef), [], {}, None, root, opaque_params=True)
+
+    # ------------------------------------------------------------------ statements
+    def _exec_body(self, body, scope: Scope, container: Container) -> None:
+        try:
+            self._exec_statements(body, scope, container)
+        except _Stop:
+            pass
+
+    def _exec_statements(self, statements, scope: Scope, container: Container) -> None:
+        for index, stmt in enumerate(statements):
+            if index == 0 and _is_docstring(stmt):
+                continue
+            self._statements += 1
+            if self._statements > MAX_STATEMENTS:
+                raise _Stop()
+            self._exec(stmt, scope, container)
+
+    def _exec(self, stmt: cst.CSTNode, scope: Scope, container: Container) -> None:
+        if isinstance(stmt, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
+            for small in stmt.body:
+                self._exec_small(small, stmt, scope, container)
+        elif isinstance(stmt, cst.If):
+            self._exec_if(stmt, scope, container)
+        elif isinstance(stmt, cst.For):
+            self._exec_for(stmt, scope, container)
+        elif isinstance(stmt, cst.While):
+            loop = container.add(Loop(stmt, self._text(stmt.test), ()))
+            self._eval(stmt.test, scope, loop)
+            self._exec_loop_body(stmt.body, scope, loop)
+            if stmt.orelse is not None:
+                self._exec_body(_suite(stmt.orelse.body), scope, container)
+        elif isinstance(stmt, cst.With):
+            self._exec_with(stmt, scope, container)
+        elif isinstance(stmt, (cst.Try, getattr(cst, "TryStar", cst.Try))):
+            self._exec_try(stmt, scope, container)
+        elif isinstance(stmt, cst.FunctionDef):
+            ref = FuncRef(stmt, scope)
+            self._assign_name(stmt.name.value, ref, scope)
+            if scope is not self.module_scope:
+                self._nested.append(ref)
+        elif isinstance(stmt, cst.ClassDef):
+            self._assign_name(stmt.name.value, ClassRef(stmt), scope)
+        elif type(stmt).__name__ == "Match":
+            branch = object()
+            self._eval(stmt.subject, scope, container)
+            for case in stmt.cases:
+                self._exec_arm(branch, None, True, case.body, scope, container)
+
+    def _exec_small(self, small, line, scope: Scope, container: Container) -> None:
+        if isinstance(small, cst.Expr):
+            self._eval(small.value, scope, container)
+        elif isinstance(small, cst.Assign):
+            value = self._eval(small.value, scope, container)
+            for target in small.targets:
+                self._assign(target.target, value, scope, container, small)
+        elif isinstance(small, cst.AnnAssign):
+            if small.value is not None:
+                value = self._eval(small.value, scope, container)
+                self._assign(small.target, value, scope, container, small)
+        elif isinstance(small, cst.AugAssign):
+            self._eval(small.value, scope, container)
+            self._aug_assign(small, scope, container)
+        elif isinstance(small, cst.Return):
+            value = self._eval(small.value, scope, container) if small.value is not None else NONE
+            scope.returns.append(value)
+            self._handoff(value, small, scope, container, "returned")
+            raise _Stop()
+        elif isinstance(small, (cst.Raise, cst.Break, cst.Continue)):
+            if isinstance(small, cst.Raise) and small.exc is not None:
+                self._eval(small.exc, scope, container)
+            raise _Stop()
+        elif isinstance(small, cst.Global):
+            scope.globals.update(n.name.value for n in small.names)
+        elif isinstance(small, cst.Assert):
+            self._eval(small.test, scope, container)
+
+    def _exec_if(self, stmt: cst.If, scope: Scope, container: Container, branch=None) -> None:
+        branch = branch if branch is not None else object()
+        constant = _constant_truth(stmt.test, self.imports)
+        if constant is None:
+            self._eval(stmt.test, scope, container)
+        arms = []
+        if constant is not False:
+            arms.append((True, _suite(stmt.body)))
+        if constant is not True:
+            if isinstance(stmt.orelse, cst.If):
+                arms.append((False, stmt.orelse))
+            elif isinstance(stmt.orelse, cst.Else):
+                arms.append((False, _suite(stmt.orelse.body)))
+            else:
+                arms.append((False, None))
+        if constant is not None:  # a dead branch is not code; the live one runs unconditionally
+            live = arms[0][1]
+            if isinstance(live, cst.If):
+                self._exec_if(live, scope, container)
+            elif live is not None:
+                self._exec_body(live, scope, container)
+            return
+        self._exec_arms(branch, stmt.test, arms, scope, container)
+
+    def _exec_arms(self, branch, test, arms, scope: Scope, container: Container) -> None:
+        before = dict(scope.vars)
+        outcomes = []
+        for polarity, body in arms:
+            scope.vars = dict(before)
+            arm = container.add(self._make_arm(branch, test, polarity))
+            self._arm_depth += 1
+            try:
+                if isinstance(body, cst.If):
+                    self._exec_if(body, scope, arm)
+                elif body is not None:
+                    self._exec_body(body, scope, arm)
+            finally:
+                self._arm_depth -= 1
+            outcomes.append(scope.vars)
+        merged: Dict[str, Value] = {}
+        for name in set().union(*outcomes):
+            merged[name] = union(o[name] for o in outcomes if name in o)
+        scope.vars = merged
+
+    def _exec_arm(self, branch, test, polarity, body, scope, container) -> None:
+        self._exec_arms(branch, test, [(polarity, _suite(body))], scope, container)
+
+    def _make_arm(self, branch, test, polarity) -> Arm:
+        names = frozenset(_mentioned_names(test)) if test is not None else frozenset()
+        return Arm(branch, test, polarity, self._text(test) if test is not None else "", names)
+
+    def _exec_for(self, stmt: cst.For, scope: Scope, container: Container) -> None:
+        element = self._iter_element(stmt.iter, scope, container)
+        targets = tuple(_mentioned_names(stmt.target))
+        loop = container.add(Loop(stmt, self._text(stmt.iter), targets))
+        self._assign(stmt.target, element, scope, loop, stmt)
+        self._exec_loop_body(stmt.body, scope, loop)
+        if stmt.orelse is not None:
+            self._exec_body(_suite(stmt.orelse.body), scope, container)
+
+    def _iter_element(self, node, scope: Scope, container: Container) -> Value:
+        """The loop variable's value for ``for x in <node>`` (seeing through enumerate, zip, list)."""
+        if (isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.args
+                and scope.lookup(node.func.value) is None):
+            function = node.func.value
+            if function == "enumerate":
+                for extra in node.args[1:]:
+                    self._eval(extra.value, scope, container)
+                return V.Container((UNKNOWN, self._iter_element(node.args[0].value, scope, container)))
+            if function in ("list", "tuple", "reversed", "iter", "sorted"):
+                return self._iter_element(node.args[0].value, scope, container)
+            if function == "zip":
+                return V.Container(tuple(self._iter_element(a.value, scope, container) for a in node.args))
+        iterable = self._eval(node, scope, container)
+        results = []
+        for option in iterable.options():
+            if isinstance(option, ParamGroups):
+                results.append(ParamGroup(option.optimizer, option.indices))
+            elif isinstance(option, V.Container) and option.keys is None and option.items:
+                results.append(union(option.items))
+            else:
+                results.append(UNKNOWN)
+        return union(results)
+
+    def _exec_loop_body(self, body, scope: Scope, loop: Loop) -> None:
+        try:
+            self._exec_statements(_suite(body), scope, loop)
+        except _Stop:
+            pass
+
+    def _exec_with(self, stmt: cst.With, scope: Scope, container: Container) -> None:
+        texts = []
+        accumulate = False
+        for item in stmt.items:
+            value = self._eval(item.item, scope, container)
+            texts.append(self._text(item.item))
+            call = item.item
+            if isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute):
+                receiver = self._peek(call.func.value, scope)
+                if call.func.attr.value == "accumulate" and not isinstance(receiver, (OptimizerObj, SchedulerObj)):
+                    accumulate = True
+            if item.asname is not None:
+                self._assign(item.asname.name, value, scope, container, stmt)
+        body = container.add(Context(stmt, tuple(texts), accumulate))
+        self._exec_body(_suite(stmt.body), scope, body)
+
+    def _exec_try(self, stmt, scope: Scope, container: Container) -> None:
+        self._exec_body(_suite(stmt.body), scope, container)
+        for handler in stmt.handlers:
+            # A handler runs only on failure: an arm of its own branch (exclusive with nothing).
+            self._exec_arm(object(), None, True, handler.body, scope, container)
+        if stmt.orelse is not None:
+            self._exec_body(_suite(stmt.orelse.body), scope, container)
+        if stmt.finalbody is not None:
+            self._exec_body(_suite(stmt.finalbody.body), scope, container)
+
+    # ------------------------------------------------------------------ assignment
+    def _assign(self, target, value: Value, scope: Scope, container: Container, stmt) -> None:
+        if isinstance(target, cst.Name):
+            self._assign_name(target.value, value, scope)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            elements = [e.value for e in target.elements]
+            items = None
+            if isinstance(value, V.Container) and len(value.items) == len(elements):
+                items = value.items
+            for index, element in enumerate(elements):
+                self._assign(element, items[index] if items else UNKNOWN, scope, container, stmt)
+        elif isinstance(target, cst.Attribute):
+            owner = self._eval(target.value, scope, container)
+            for option in owner.options():
+                if isinstance(option, (InstanceObj, Opaque)):
+                    previous = option.attrs.get(target.attr.value)
+                    if self._arm_depth and previous is not None:
+                        value_here = union([previous, value])
+                    else:
+                        value_here = value
+                    option.attrs[target.attr.value] = value_here
+        elif isinstance(target, cst.Subscript):
+            owner = self._eval(target.value, scope, container)
+            self._eval_slices(target, scope, container)
+            key = _subscript_key(target)
+            if key == "lr":
+                self._lr_write(owner, stmt, scope, container)
+
+    def _assign_name(self, name: str, value: Value, scope: Scope) -> None:
+        if name in scope.globals:
+            self.module_scope.vars[name] = value
+        else:
+            scope.vars[name] = value
+
+    def _aug_assign(self, stmt: cst.AugAssign, scope: Scope, container: Container) -> None:
+        target = stmt.target
+        if isinstance(target, cst.Subscript):
+            owner = self._eval(target.value, scope, container)
+            if _subscript_key(target) == "lr":
+                self._lr_write(owner, stmt, scope, container)
+            return
+        name = dotted_name(target)
+        if name:
+            loop = next((a for a in [container, *container.ancestors()] if isinstance(a, Loop)), None)
+            if loop is not None:
+                loop.counters.add(name)
+
+    def _lr_write(self, owner: Value, stmt, scope: Scope, container: Container) -> None:
+        for option in some(owner, ParamGroup):
+            self._emit(container, Event("lr_write", stmt, option.optimizer, funcdef=scope.funcdef,
+                                        indices=option.indices))
+
+    # ------------------------------------------------------------------ expressions
+    def _peek(self, node, scope: Scope) -> Value:
+        """The value of a Name/Attribute chain without side effects (no events)."""
+        if isinstance(node, cst.Name):
+            found = scope.lookup(node.value)
+            return found if found is not None else UNKNOWN
+        return UNKNOWN
+
+    def _eval(self, node, scope: Scope, container: Container) -> Value:
+        if node is None:
+            return UNKNOWN
+        if isinstance(node, cst.Name):
+            return self._eval_name(node.value, scope)
+        if isinstance(node, cst.Attribute):
+            return self._eval_attribute(node, scope, container)
+        if isinstance(node, cst.Call):
+            return self._eval_call(node, scope, container)
+        if isinstance(node, cst.Subscript):
+            return self._eval_subscript(node, scope, container)
+        if isinstance(node, (cst.Tuple, cst.List, cst.Set)):
+            return V.Container(self._eval(e.value, scope, container) for e in node.elements)
+        if isinstance(node, cst.Dict):
+            items, keys = [], []
+            for element in node.elements:
+                if isinstance(element, cst.DictElement):
+                    keys.append(_string_value(element.key))
+                    items.append(self._eval(element.value, scope, container))
+                else:
+                    self._eval(element.value, scope, container)
+            return V.Container(items, keys)
+        if isinstance(node, (cst.Integer, cst.Float)):
+            try:
+                return Const(node.evaluated_value)
+            except Exception:  # pragma: no cover - odd literals
+                return UNKNOWN
+        if isinstance(node, cst.SimpleString):
+            return Const(node.evaluated_value)
+        if isinstance(node, cst.UnaryOperation):
+            inner = self._eval(node.expression, scope, container)
+            if isinstance(node.operator, cst.Minus) and isinstance(inner, Const) and isinstance(inner.value, (int, float)):
+                return Const(-inner.value)
+            return UNKNOWN
+        if isinstance(node, cst.BinaryOperation):
+            self._eval(node.left, scope, container)
+            self._eval(node.right, scope, container)
+            return UNKNOWN
+        if isinstance(node, cst.BooleanOperation):
+            left = self._eval(node.left, scope, container)
+            right = self._eval(node.right, scope, container)
+            return union([left, right])
+        if isinstance(node, cst.Comparison):
+            self._eval(node.left, scope, container)
+            for comparison in node.comparisons:
+                self._eval(comparison.comparator, scope, container)
+            return UNKNOWN
+        if isinstance(node, cst.IfExp):
+            self._eval(node.test, scope, container)
+            return union([self._eval(node.body, scope, container), self._eval(node.orelse, scope, container)])
+        if isinstance(node, cst.Await):
+            return self._eval(node.expression, scope, container)
+        if isinstance(node, cst.NamedExpr):
+            value = self._eval(node.value, scope, container)
+            self._assign(node.target, value, scope, container, node)
+            return value
+        if isinstance(node, (cst.FormattedString, cst.ConcatenatedString)):
+            return UNKNOWN
+        return UNKNOWN
+
+    def _eval_name(self, name: str, scope: Scope) -> Value:
+        found = scope.lookup(name)
+        if found is not None:
+            return found
+        if name == "None":
+            return NONE
+        if name in ("True", "False"):
+            return Const(name == "True")
+        qualified = self.imports.resolve(name)
+        if qualified is not None:
+            return Qual(qualified)
+        return UNKNOWN
+
+    def _eval_attribute(self, node: cst.Attribute, scope: Scope, container: Container) -> Value:
+        base = self._eval(node.value, scope, container)
+        attr = node.attr.value
+        results = []
+        for option in base.options():
+            results.append(self._attribute_of(option, attr))
+        return union(results)
+
+    def _attribute_of(self, base: Value, attr: str) -> Value:
+        if isinstance(base, Qual):
+            return Qual(f"{base.qualname}.{attr}")
+        if attr == "param_groups" and isinstance(base, (OptimizerObj, Opaque)):
+            return ParamGroups(base, ALL)
+        if isinstance(base, SchedulerObj) and attr == "optimizer":
+            return base.optimizer
+        if isinstance(base, InstanceObj):
+            if attr in base.attrs:
+                return base.attrs[attr]
+            method = _method(base.classdef, attr)
+            if method is not None:
+                return FuncRef(method, self.module_scope, base, base.classdef)
+            if _class_attribute(base.classdef, attr):
+                return UNKNOWN
+            # Never assigned here (set by a framework or a base class): opaque, but stable.
+            opaque = Opaque(f"self.{attr}")
+            base.attrs[attr] = opaque
+            return opaque
+        if isinstance(base, Opaque):
+            return base.attrs.setdefault(attr, Opaque(f"{base.label}.{attr}"))
+        if isinstance(base, ParamGroups) and attr in ("copy",):
+            return base
+        return UNKNOWN
+
+    def _eval_subscript(self, node: cst.Subscript, scope: Scope, container: Container) -> Value:
+        base = self._eval(node.value, scope, container)
+        self._eval_slices(node, scope, container)
+        if len(node.slice) != 1:
+            return UNKNOWN
+        element = node.slice[0].slice
+        results = []
+        for option in base.options():
+            if isinstance(option, ParamGroups):
+                results.append(_select_groups(option, element))
+            elif isinstance(option, V.Container) and isinstance(element, cst.Index):
+                key = element.value
+                if isinstance(key, cst.Integer) and option.keys is None:
+                    index = int(key.evaluated_value)
+                    results.append(option.items[index] if -len(option.items) <= index < len(option.items) else UNKNOWN)
+                elif isinstance(key, cst.SimpleString) and option.keys is not None:
+                    wanted = key.evaluated_value
+                    results.append(next((v for k, v in zip(option.keys, option.items) if k == wanted), UNKNOWN))
+                else:
+                    results.append(UNKNOWN)
+            else:
+                results.append(UNKNOWN)
+        return union(results)
+
+    def _eval_slices(self, node: cst.Subscript, scope: Scope, container: Container) -> None:
+        for element in node.slice:
+            inner = element.slice
+            if isinstance(inner, cst.Index):
+                self._eval(inner.value, scope, container)
+
+    # ------------------------------------------------------------------ calls
+    def _eval_call(self, call: cst.Call, scope: Scope, container: Container) -> Value:
+        func = call.func
+        if isinstance(func, cst.Attribute):
+            receiver = self._eval(func.value, scope, container)
+        else:
+            receiver = None
+            callee = self._eval(func, scope, container)
+        positional: List[Value] = []
+        keywords: Dict[str, Value] = {}
+        for arg in call.args:
+            value = self._eval(arg.value, scope, container)
+            if arg.keyword is not None:
+                keywords[arg.keyword.value] = value
+            elif arg.star == "":
+                positional.append(value)
+        if receiver is not None:
+            return self._call_method(call, receiver, func.attr.value, positional, keywords, scope, container)
+        return self._call_value(call, callee, positional, keywords, scope, container)
+
+    def _call_value(self, call, callee: Value, positional, keywords, scope, container) -> Value:
+        results = []
+        for option in callee.options():
+            if isinstance(option, FuncRef):
+                results.append(self._invoke(option, positional, keywords, call, container))
+            elif isinstance(option, ClassRef):
+                results.append(self._instantiate(option.classdef, call, positional, keywords, scope, container))
+            elif isinstance(option, Qual):
+                results.append(self._call_qualified(option.qualname, call, positional, keywords, scope, container))
+            else:
+                self._handoff_args(positional, keywords, call, scope, container)
+                results.append(UNKNOWN)
+        return union(results)
+
+    def _call_method(self, call, receiver: Value, method: str, positional, keywords, scope, container) -> Value:
+        results: List[Value] = []
+        handled = False
+        for option in receiver.options():
+            if isinstance(option, Qual):
+                results.append(self._call_qualified(f"{option.qualname}.{method}", call, positional, keywords,
+                                                    scope, container))
+                handled = True
+            elif isinstance(option, InstanceObj):
+                target = self._attribute_of(option, method)
+                if isinstance(target, FuncRef):
+                    results.append(self._invoke(target, positional, keywords, call, container))
+                    handled = True
+            elif isinstance(option, FuncRef) and method in ("__call__",):
+                results.append(self._invoke(option, positional, keywords, call, container))
+                handled = True
+        if handled:
+            return union(results)
+        return self._builtin_method(call, receiver, method, positional, keywords, scope, container)
+
+    def _builtin_method(self, call, receiver: Value, method: str, positional, keywords, scope, container) -> Value:
+        funcdef = scope.funcdef
+        if method == "step":
+            self._emit(container, Event("step", call, receiver, call, funcdef, args=positional, keywords=keywords))
+            if positional and not any(isinstance(o, (OptimizerObj, SchedulerObj)) for o in receiver.options()):
+                # ``scaler.step(optimizer)`` and other wrappers that step the optimizer they are given.
+                self._emit(container, Event("scaler_step", call, positional[0], call, funcdef, via=receiver))
+            return UNKNOWN
+        if method == "get_lr":
+            self._emit(container, Event("get_lr", call, receiver, call, funcdef))
+            return UNKNOWN
+        if method == "state_dict":
+            return StateDict(receiver)
+        if method == "load_state_dict":
+            self._emit(container, Event("load_state", call, receiver, call, funcdef, args=positional))
+            return UNKNOWN
+        if method == "add_param_group":
+            for option in some(receiver, OptimizerObj):
+                option.groups = (option.groups or 1) + 1 if option.groups is not None else None
+                option.added_groups = True
+            return NONE
+        if method == "update" and any(isinstance(o, ParamGroup) for o in receiver.options()):
+            if "lr" in keywords or (positional and isinstance(positional[0], V.Container)
+                                    and "lr" in (positional[0].keys or [])):
+                self._lr_write(receiver, call, scope, container)
+            return NONE
+        if method in ("prepare", "prepare_optimizer", "prepare_scheduler") and not any(
+            isinstance(o, (OptimizerObj, SchedulerObj)) for o in receiver.options()
+        ):
+            self._handoff_args(positional, keywords, call, scope, container, "prepared")
+            if len(positional) == 1:
+                return positional[0]
+            return V.Container(positional)
+        if method in ("save", "save_state") and any(isinstance(o, AcceleratorObj) for o in receiver.options()):
+            self._emit(container, Event("save", call, positional[0] if positional else UNKNOWN, call, funcdef,
+                                        saver="accelerator." + method))
+            return NONE
+        if method in ("copy", "__getitem__") and any(isinstance(o, ParamGroups) for o in receiver.options()):
+            return receiver
+        self._handoff_args(positional, keywords, call, scope, container)
+        return UNKNOWN
+
+    def _call_qualified(self, qualname: str, call, positional, keywords, scope, container) -> Value:
+        funcdef = scope.funcdef
+        kind = known.scheduler_kind(qualname)
+        if kind is not None:
+            return self._construct_scheduler(qualname, kind, call, positional, keywords, scope, container)
+        if known.is_optimizer_constructor(qualname):
+            params = positional[0] if positional else keywords.get("params", UNKNOWN)
+            groups = _group_count(call, params)
+            obj = self._memoised(("opt", id(call)), lambda: OptimizerObj(call, qualname, groups))
+            self._emit(container, Event("construct", call, obj, call, funcdef))
+            return obj
+        if qualname in known.GRAD_SCALERS:
+            return self._memoised(("scaler", id(call)), lambda: ScalerObj(call))
+        if qualname in known.ACCELERATORS:
+            return self._memoised(("acc", id(call)), lambda: AcceleratorObj(call))
+        if qualname in known.TORCH_SAVE:
+            self._emit(container, Event("save", call, positional[0] if positional else keywords.get("obj", UNKNOWN),
+                                        call, funcdef, saver=qualname))
+            return NONE
+        self._handoff_args(positional, keywords, call, scope, container)
+        return UNKNOWN
+
+    def _construct_scheduler(self, qualname, kind, call, positional, keywords, scope, container) -> Value:
+        name, position = kind.optimizer_arg
+        optimizer = keywords.get(name, positional[position] if len(positional) > position else UNKNOWN)
+        children: Tuple[Value, ...] = ()
+        if kind.composite:
+            schedulers = keywords.get("schedulers")
+            if schedulers is None:
+                index = 1 if kind.cls == "SequentialLR" else 0
+                schedulers = positional[index] if len(positional) > index else UNKNOWN
+            if isinstance(schedulers, V.Container):
+                children = schedulers.items
+            if kind.cls == "ChainedScheduler" and optimizer is UNKNOWN:
+                firsts = [c.optimizer for child in children for c in some(child, SchedulerObj)]
+                optimizer = union(firsts) if firsts else UNKNOWN
+        key = ("sched", id(call)) + tuple(id(o) for o in optimizer.options())
+        obj = self._memoised(key, lambda: SchedulerObj(call, qualname, kind, optimizer, children))
+        for child in children:
+            for option in some(child, SchedulerObj):
+                option.parent = obj
+        self._emit(container, Event("construct", call, obj, call, scope.funcdef, args=positional, keywords=keywords))
+        return obj
+
+    def _instantiate(self, classdef: cst.ClassDef, call, positional, keywords, scope, container) -> Value:
+        bases = [self.imports.resolve_expr(b.value) or "" for b in classdef.bases]
+        for base in bases:
+            kind = known.scheduler_kind(base)
+            if base in known.TORCH_SCHEDULER_BASES or kind is not None:
+                # A subclass of a torch scheduler: a torch scheduler whose class specifics are its own.
+                custom = known.SchedulerKind(cls=None)
+                init = _method(classdef, "__init__")
+                return self._construct_scheduler(base, custom, call, positional, keywords, scope, container) \
+                    if init is None or _first_param_is_optimizer(init) else UNKNOWN
+            if base in known.OPTIMIZER_BASES or known.is_optimizer_constructor(base):
+                obj = self._memoised(("opt", id(call)), lambda: OptimizerObj(call, base, None))
+                self._emit(container, Event("construct", call, obj, call, scope.funcdef))
+                return obj
+        instance = self._memoised(("inst", id(call), id(scope)), lambda: InstanceObj(call, classdef))
+        init = _method(classdef, "__init__")
+        if init is not None:
+            self._invoke(FuncRef(init, self.module_scope, instance, classdef), positional, keywords, call, container)
+        return instance
+
+    def _invoke(self, ref: FuncRef, positional, keywords, call, container: Container,
+                opaque_params: bool = False) -> Value:
+        funcdef = ref.funcdef
+        if len(self._stack) >= MAX_DEPTH or any(f is funcdef for f in self._stack):
+            self._handoff_args(positional, keywords, call, Scope(None, None), container)
+            return UNKNOWN
+        if not self._dry:
+            self.inlined.add(id(funcdef))
+        scope = Scope(funcdef, ref.scope)
+        self._bind_params(funcdef, ref, positional, keywords, scope, opaque_params)
+        frame = container.add(Frame(call, funcdef)) if call is not None else container
+        self._stack.append(funcdef)
+        self._calls.append(call)
+        saved_depth, self._arm_depth = self._arm_depth, 0
+        try:
+            self._exec_body(_suite(funcdef.body), scope, frame)
+        finally:
+            self._stack.pop()
+            self._calls.pop()
+            self._arm_depth = saved_depth
+        if not scope.returns:
+            return NONE
+        return union(scope.returns)
+
+    def _bind_params(self, funcdef, ref: FuncRef, positional, keywords, scope: Scope, opaque: bool) -> None:
+        params = funcdef.params
+        ordered = list(params.posonly_params) + list(params.params)
+        decorators = {dotted_name(d.decorator) for d in funcdef.decorators}
+        args = list(positional)
+        if ref.owner is not None and "staticmethod" not in decorators:
+            if ordered:
+                first = ordered.pop(0)
+                scope.vars[first.name.value] = ClassRef(ref.owner) if "classmethod" in decorators else (
+                    ref.bound_self if ref.bound_self is not None else UNKNOWN)
+        for index, param in enumerate(ordered):
+            name = param.name.value
+            if index < len(args):
+                scope.vars[name] = args[index]
+            elif name in keywords:
+                scope.vars[name] = keywords[name]
+            elif opaque:
+                scope.vars[name] = Opaque(name)
+            else:
+                scope.vars[name] = UNKNOWN
+        for param in params.kwonly_params:
+            name = param.name.value
+            scope.vars[name] = keywords.get(name, Opaque(name) if opaque else UNKNOWN)
+        for star in (params.star_arg, params.star_kwarg):
+            if isinstance(star, cst.Param):
+                scope.vars[star.name.value] = UNKNOWN
+
+    # ------------------------------------------------------------------ helpers
+    def _handoff(self, value: Value, node, scope: Scope, container: Container, how: str) -> None:
+        for option in _reachable(value):
+            if isinstance(option, SchedulerObj):
+                self._emit(container, Event("handoff", node, option, None, scope.funcdef, how=how))
+
+    def _handoff_args(self, positional, keywords, call, scope, container, how: str = "passed") -> None:
+        for value in list(positional) + list(keywords.values()):
+            self._handoff(value, call, scope, container, how)
+
+    def _memoised(self, key, factory):
+        # One object per construction site *and* chain of calls that reached it: ``make_opt(G)`` and
+        # ``make_opt(D)`` build two optimizers, while re-running a method (class prototypes) finds
+        # the object it built before.
+        key = key + tuple(id(c) for c in self._calls)
+        obj = self._memo.get(key)
+        if obj is None:
+            obj = factory()
+            self._memo[key] = obj
+            self.objects.append(obj)
+        return obj
+
+    def _emit(self, container: Container, event: Event) -> None:
+        if not self._dry:
+            container.add(event)
+
+    def _text(self, node) -> str:
+        try:
+            return self.module.code_for_node(node)
+        except Exception:  # pragma: no cover - defensive: text is only a hint
+            return ""
+
+
+# ---------------------------------------------------------------------- module-level helpers
+def _suite(body) -> Sequence:
+    """Statements of an IndentedBlock / SimpleStatementSuite / list."""
+    if isinstance(body, (list, tuple)):
+        return body
+    if isinstance(body, cst.SimpleStatementSuite):
+        return [body]
+    return body.body
+
+
+def _is_docstring(stmt) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
+def _constant_truth(test, imports: ImportTable) -> Optional[bool]:
+    """True/False for conditions that are constant (dead branches are not code), else None."""
+    if isinstance(test, cst.Name):
+        if test.value in ("False", "True"):
+            return test.value == "True"
+        if imports.resolve(test.value) == "typing.TYPE_CHECKING" or test.value == "TYPE_CHECKING":
+            return False
+    if isinstance(test, cst.Integer):
+        return test.value not in ("0",)
+    if isinstance(test, cst.Attribute) and dotted_name(test) == "typing.TYPE_CHECKING":
+        return False
+    return None
+
+
+def _mentioned_names(node) -> List[str]:
+    """Dotted names (``a``, ``self.step``) mentioned in an expression."""
+    found: List[str] = []
+
+    class _Names(cst.CSTVisitor):
+        def visit_Attribute(self, n: cst.Attribute) -> bool:
+            name = dotted_name(n)
+            if name:
+                found.append(name)
+                return False
+            return True
+
+        def visit_Name(self, n: cst.Name) -> None:
+            found.append(n.value)
+
+    if node is not None:
+        node.visit(_Names())
+    return found
+
+
+def _called_names(module: cst.Module) -> set:
+    """Names of everything called anywhere (``f(...)``, ``self.f(...)``, ``obj.f(...)``)."""
+    names: set = set()
+
+    class _Calls(cst.CSTVisitor):
+        def visit_Call(self, n: cst.Call) -> None:
+            if isinstance(n.func, cst.Name):
+                names.add(n.func.value)
+            elif isinstance(n.func, cst.Attribute):
+                names.add(n.func.attr.value)
+
+    module.visit(_Calls())
+    return names
+
+
+def _method(classdef: cst.ClassDef, name: str) -> Optional[cst.FunctionDef]:
+    for item in _suite(classdef.body):
+        if isinstance(item, cst.FunctionDef) and item.name.value == name:
+            return item
+    return None
+
+
+def _class_attribute(classdef: cst.ClassDef, name: str) -> bool:
+    for item in _suite(classdef.body):
+        if isinstance(item, cst.SimpleStatementLine):
+            for small in item.body:
+                targets = []
+                if isinstance(small, cst.Assign):
+                    targets = [t.target for t in small.targets]
+                elif isinstance(small, cst.AnnAssign):
+                    targets = [small.target]
+                if any(isinstance(t, cst.Name) and t.value == name for t in targets):
+                    return True
+    return False
+
+
+def _first_param_is_optimizer(init: cst.FunctionDef) -> bool:
+    params = list(init.params.posonly_params) + list(init.params.params)
+    return len(params) >= 2 and params[1].name.value == "optimizer"
+
+
+def _subscript_key(node: cst.Subscript) -> Optional[str]:
+    if len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
+        return _string_value(node.slice[0].slice.value)
+    return None
+
+
+def _string_value(node) -> Optional[str]:
+    if isinstance(node, cst.SimpleString):
+        value = node.evaluated_value
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _select_groups(groups: ParamGroups, element) -> Value:
+    """``param_groups[k]`` -> one ParamGroup; ``param_groups[a:b]`` -> a partial ParamGroups."""
+    if isinstance(element, cst.Index):
+        key = element.value
+        if isinstance(key, cst.Integer):
+            return ParamGroup(groups.optimizer, frozenset({int(key.evaluated_value)}))
+        if isinstance(key, cst.UnaryOperation) and isinstance(key.operator, cst.Minus) and isinstance(
+            key.expression, cst.Integer
+        ):
+            return ParamGroup(groups.optimizer, PARTIAL)
+        return ParamGroup(groups.optimizer, None)
+    if isinstance(element, cst.Slice):
+        if element.lower is None and element.upper is None and element.step is None:
+            return groups
+        return ParamGroups(groups.optimizer, PARTIAL)
+    return UNKNOWN
+
+
+def _group_count(call: cst.Call, params: Value) -> Optional[int]:
+    """Number of param groups an optimizer constructor shows: a literal list of dicts, or the value
+    of a name bound to one; 1 for ``model.parameters()``; None when unknown."""
+    if isinstance(params, V.Container) and params.items:
+        return len(params.items) if all(isinstance(i, V.Container) and i.keys is not None for i in params.items) else None
+    arg = call.args[0].value if call.args else None
+    if isinstance(arg, cst.Call) and isinstance(arg.func, cst.Attribute) and arg.func.attr.value in (
+        "parameters",
+    ):
+        return 1
+    return None
+
+
+def _reachable(value: Value, depth: int = 0):
+    """Every option of a value, including those inside containers (a dict returned to Lightning)."""
+    for option in value.options():
+        yield option
+        if isinstance(option, V.Container) and depth < 3:
+            for item in option.items:
+                yield from _reachable(item, depth + 1)

@@ -1,0 +1,153 @@
+"""The execution trace of one entry point: events in execution order inside the loops, branches and
+contexts that enclose them, with calls into same-module functions inlined.
+
+Positions: every node gets a pre-order index (``order``), which is the order of the *first*
+iteration of every loop (loops are treated as running at least once).
+"""
+from __future__ import annotations
+
+from typing import Iterator, List, Optional, Tuple
+
+import libcst as cst
+
+from lraudit.analysis.values import Value
+
+
+class TraceNode:
+    parent: Optional["Container"] = None
+    order: int = 0
+
+    def ancestors(self) -> Iterator["Container"]:
+        node = self.parent
+        while node is not None:
+            yield node
+            node = node.parent
+
+
+class Container(TraceNode):
+    def __init__(self) -> None:
+        self.children: List[TraceNode] = []
+
+    def add(self, child: TraceNode) -> TraceNode:
+        child.parent = self
+        self.children.append(child)
+        return child
+
+    def walk(self) -> Iterator[TraceNode]:
+        for child in self.children:
+            yield child
+            if isinstance(child, Container):
+                yield from child.walk()
+
+
+class Block(Container):
+    """A sequence (the body of an entry point)."""
+
+
+class Loop(Container):
+    def __init__(self, node: cst.CSTNode, iter_text: str, targets: Tuple[str, ...]) -> None:
+        super().__init__()
+        self.node = node
+        self.iter_text = iter_text  # the iterated expression (for) or condition (while), as code
+        self.targets = targets  # names bound by the loop header
+        self.counters: set = set()  # names incremented inside the body (global_step += 1)
+
+    @property
+    def is_while(self) -> bool:
+        return isinstance(self.node, cst.While)
+
+
+class Arm(Container):
+    """One arm of a branch: taken when ``condition`` is ``polarity``. ``branch`` groups the arms of
+    one if/elif/else (or try/except) so that two arms of one branch are known to be exclusive."""
+
+    def __init__(self, branch: object, condition: Optional[cst.BaseExpression], polarity: bool,
+                 condition_text: str, names: frozenset) -> None:
+        super().__init__()
+        self.branch = branch
+        self.condition = condition
+        self.polarity = polarity
+        self.condition_text = condition_text
+        self.names = names  # dotted names the condition mentions
+
+
+class Context(Container):
+    """The body of a ``with`` statement; ``qualnames`` holds what its items resolve to."""
+
+    def __init__(self, node: cst.With, item_texts: Tuple[str, ...], accumulate: bool) -> None:
+        super().__init__()
+        self.node = node
+        self.item_texts = item_texts
+        self.accumulate = accumulate  # ``with accelerator.accumulate(...)``
+
+
+class Frame(Container):
+    """An inlined call of a same-module function or method."""
+
+    def __init__(self, call: cst.Call, funcdef: cst.FunctionDef) -> None:
+        super().__init__()
+        self.call = call
+        self.funcdef = funcdef
+
+
+class Event(TraceNode):
+    """Something the rules care about.
+
+    kinds: ``step`` (a ``.step(...)`` call; what it steps is decided by the model once every
+    construction is known), ``scaler_step`` (``x.step(opt)``), ``construct`` (optimizer/scheduler),
+    ``lr_write``, ``get_lr``, ``handoff`` (a scheduler returned or passed to a call), ``save``
+    (``torch.save`` and friends), ``load_state``.
+    """
+
+    def __init__(self, kind: str, node: cst.CSTNode, target: Value, call: Optional[cst.Call] = None,
+                 funcdef: Optional[cst.FunctionDef] = None, **data) -> None:
+        self.kind = kind
+        self.node = node
+        self.target = target
+        self.call = call
+        self.funcdef = funcdef  # the function the event is written in (None: module level)
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Event({self.kind}, {self.target!r}, #{self.order})"
+
+    def loops(self) -> List[Loop]:
+        return [a for a in self.ancestors() if isinstance(a, Loop)]
+
+    def arms(self) -> List[Arm]:
+        return [a for a in self.ancestors() if isinstance(a, Arm)]
+
+
+def number(root: Container) -> None:
+    """Assign pre-order indices (first-iteration execution order)."""
+    for index, node in enumerate(root.walk(), start=1):
+        node.order = index
+
+
+def exclusive(a: TraceNode, b: TraceNode) -> bool:
+    """True when a and b sit in different arms of one branch: they never both run in one pass."""
+    arms_a = {id(x.branch): x for x in a.ancestors() if isinstance(x, Arm)}
+    for arm in b.ancestors():
+        if isinstance(arm, Arm):
+            other = arms_a.get(id(arm.branch))
+            if other is not None and other is not arm:
+                return True
+    return False
+
+
+def common_ancestors(a: TraceNode, b: TraceNode) -> List[Container]:
+    mine = {id(x) for x in a.ancestors()}
+    return [x for x in b.ancestors() if id(x) in mine]
+
+
+def arms_not_shared(a: TraceNode, b: TraceNode) -> List[Arm]:
+    """The arms guarding ``a`` that do not also guard ``b``."""
+    shared = {id(x) for x in b.ancestors()}
+    return [x for x in a.ancestors() if isinstance(x, Arm) and id(x) not in shared]
+
+
+def innermost_loop(node: TraceNode) -> Optional[Loop]:
+    for a in node.ancestors():
+        if isinstance(a, Loop):
+            return a
+    return None

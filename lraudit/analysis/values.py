@@ -1,0 +1,221 @@
+"""Abstract values the interpreter tracks: objects with identity (an optimizer built at one site, a
+scheduler and the optimizer it drives, an instance of a same-module class) and what is derived from
+them (param groups, state dicts). Anything else is UNKNOWN: unknown stays unknown.
+"""
+from __future__ import annotations
+
+from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Tuple, Union
+
+import libcst as cst
+
+from lraudit.analysis.known import SchedulerKind
+
+
+class Value:
+    """Base of all abstract values."""
+
+    def options(self) -> Tuple["Value", ...]:
+        return (self,)
+
+
+class _Unknown(Value):
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = _Unknown()
+
+
+class NoneValue(Value):
+    """The constant None (``scheduler = None`` before a conditional construction)."""
+
+    def __repr__(self) -> str:
+        return "None"
+
+
+NONE = NoneValue()
+
+
+class Const(Value):
+    """A literal number or string."""
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Const({self.value!r})"
+
+
+class Obj(Value):
+    """A value with identity. ``site`` is the CST node that created it (or None for opaque ones)."""
+
+    def __init__(self, site: Optional[cst.CSTNode]) -> None:
+        self.site = site
+
+
+class Opaque(Obj):
+    """Something whose origin is outside the module (a parameter of an uncalled function, an
+    attribute never assigned here). It keeps identity, so ``StepLR(opt)`` and ``opt.step()`` on the
+    same opaque ``opt`` are known to concern one object."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(None)
+        self.label = label
+        self.attrs: Dict[str, Value] = {}
+
+    def __repr__(self) -> str:
+        return f"Opaque({self.label})"
+
+
+class OptimizerObj(Obj):
+    def __init__(self, site: cst.CSTNode, qualname: str, groups: Optional[int]) -> None:
+        super().__init__(site)
+        self.qualname = qualname
+        self.groups = groups  # number of param groups when the constructor shows it, else None
+
+    def __repr__(self) -> str:
+        return f"Optimizer({self.qualname})"
+
+
+class SchedulerObj(Obj):
+    def __init__(
+        self,
+        site: cst.Call,
+        qualname: str,
+        kind: SchedulerKind,
+        optimizer: Value,
+        children: Tuple[Value, ...] = (),
+    ) -> None:
+        super().__init__(site)
+        self.qualname = qualname
+        self.kind = kind
+        self.optimizer = optimizer
+        self.children = children  # schedulers composed by SequentialLR / ChainedScheduler
+        self.parent: Optional["SchedulerObj"] = None
+
+    @property
+    def cls(self) -> Optional[str]:
+        return self.kind.cls
+
+    def __repr__(self) -> str:
+        return f"Scheduler({self.qualname})"
+
+
+class ScalerObj(Obj):
+    def __repr__(self) -> str:
+        return "GradScaler"
+
+
+class AcceleratorObj(Obj):
+    def __repr__(self) -> str:
+        return "Accelerator"
+
+
+class InstanceObj(Obj):
+    """An instance of a class defined in the module; methods are interpreted with ``self`` = it."""
+
+    def __init__(self, site: Optional[cst.CSTNode], classdef: cst.ClassDef) -> None:
+        super().__init__(site)
+        self.classdef = classdef
+        self.attrs: Dict[str, Value] = {}
+
+    def __repr__(self) -> str:
+        return f"Instance({self.classdef.name.value})"
+
+
+ALL = "all"
+
+
+class ParamGroups(Value):
+    """``opt.param_groups`` or a slice of it. ``indices`` is ALL or a frozenset of ints; None: unknown subset."""
+
+    def __init__(self, optimizer: Value, indices) -> None:
+        self.optimizer = optimizer
+        self.indices = indices
+
+    def __repr__(self) -> str:
+        return f"ParamGroups({self.optimizer}, {self.indices})"
+
+
+class ParamGroup(Value):
+    """One element of ``opt.param_groups`` (the loop variable over them, or ``param_groups[i]``)."""
+
+    def __init__(self, optimizer: Value, indices) -> None:
+        self.optimizer = optimizer
+        self.indices = indices  # ALL when it ranges over every group, a frozenset, or None
+
+    def __repr__(self) -> str:
+        return f"ParamGroup({self.optimizer}, {self.indices})"
+
+
+class StateDict(Value):
+    """``obj.state_dict()`` of a tracked object."""
+
+    def __init__(self, owner: Value) -> None:
+        self.owner = owner
+
+
+class Container(Value):
+    """A literal tuple/list/dict (or the tuple returned by ``accelerator.prepare``)."""
+
+    def __init__(self, items: Iterable[Value], keys: Optional[List[Optional[str]]] = None) -> None:
+        self.items: Tuple[Value, ...] = tuple(items)
+        self.keys = keys  # for dicts: the literal string keys (None where not a literal)
+
+
+class FunctionRef(Value):
+    """A function or method defined in this module, not yet called (a callback handed on)."""
+
+    def __init__(self, funcdef: cst.FunctionDef, bound_self: Optional[Value] = None) -> None:
+        self.funcdef = funcdef
+        self.bound_self = bound_self
+
+
+class ClassRef(Value):
+    def __init__(self, classdef: cst.ClassDef) -> None:
+        self.classdef = classdef
+
+
+class Union_(Value):
+    """One of several values (assigned in different branches)."""
+
+    def __init__(self, options: Tuple[Value, ...]) -> None:
+        self._options = options
+
+    def options(self) -> Tuple[Value, ...]:
+        return self._options
+
+    def __repr__(self) -> str:
+        return "Union(" + ", ".join(map(repr, self._options)) + ")"
+
+
+def union(values: Iterable[Value]) -> Value:
+    """The join of several values: flattened, deduplicated by identity, UNKNOWN kept as an option."""
+    seen: List[Value] = []
+    for value in values:
+        for option in value.options():
+            if not any(option is s for s in seen):
+                seen.append(option)
+    if not seen:
+        return UNKNOWN
+    if len(seen) == 1:
+        return seen[0]
+    return Union_(tuple(seen))
+
+
+def known_options(value: Value) -> Tuple[Value, ...]:
+    """The options of a value other than None (a conditional ``x = None`` does not step anything)."""
+    return tuple(o for o in value.options() if not isinstance(o, NoneValue))
+
+
+def only(value: Value, kind) -> Tuple:
+    """The options of ``value`` when every non-None option is of ``kind``, else ()."""
+    options = known_options(value)
+    if options and all(isinstance(o, kind) for o in options):
+        return options
+    return ()
+
+
+def some(value: Value, kind) -> Iterator:
+    """The options of ``value`` that are of ``kind``."""
+    return (o for o in value.options() if isinstance(o, kind))

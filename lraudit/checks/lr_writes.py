@@ -1,0 +1,110 @@
+"""Manual LR writes: LR002 manual-lr-write-with-scheduler, LR004 partial-param-group-update."""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Tuple
+
+from lraudit.analysis import Model
+from lraudit.analysis.interpreter import PARTIAL
+from lraudit.analysis.trace import Event, Loop, arms_not_shared, exclusive
+from lraudit.analysis.values import ALL, OptimizerObj, SchedulerObj, known_options
+from lraudit.checks.base import Report, StaticRule, describe_scheduler
+
+_ITERATION_NAMES = ("step", "epoch", "iter", "idx", "it")
+
+
+def _in_training_loop(event: Event) -> bool:
+    """Inside a loop other than the loop over ``param_groups`` that performs the write."""
+    return any(isinstance(a, Loop) and "param_groups" not in a.iter_text for a in event.ancestors())
+
+
+def _mode_exclusive(model: Model, construction: Event, write: Event) -> bool:
+    """The write and the construction sit under conditions on one setting (``if args.sched == ...``),
+    or the write is guarded by a test of the scheduler itself (``if scheduler is None``): they are
+    probably alternatives, and we cannot tell."""
+    write_arms = arms_not_shared(write, construction)
+    if any("sched" in arm.condition_text.lower() for arm in write_arms):
+        return True
+    construction_names = {n for a in arms_not_shared(construction, write) for n in a.names}
+    write_names = {n for a in write_arms for n in a.names}
+    shared = {n for n in construction_names & write_names if not n.rsplit(".", 1)[-1].lower().startswith(_ITERATION_NAMES)}
+    return bool(shared)
+
+
+def write_follows_construction(model: Model, write: Event, scheduler: SchedulerObj) -> bool:
+    """Whether the manual write can run after the scheduler was built (a write that only sets the
+    initial LR before the scheduler exists is legitimate)."""
+    constructions = model.constructions(scheduler)
+    same_root = [c for c in constructions if c.root is write.root]
+    if same_root:
+        return any(
+            c.order < write.order and not exclusive(c, write) and not _mode_exclusive(model, c, write)
+            for c in same_root
+        )
+    # Built in another entry point (``__init__``, ``configure_optimizers``): a write repeated by a
+    # training loop runs after it.
+    return bool(constructions) and _in_training_loop(write) and not any(
+        "sched" in a.condition_text.lower() for a in write.arms()
+    )
+
+
+class ManualWriteWithScheduler(StaticRule):
+    """LR002: a write to ``param_group['lr']`` of an optimizer that a torch scheduler also drives."""
+
+    code = "LR002"
+
+    def check(self, model: Model) -> Iterable[Report]:
+        for write in model.lr_writes():
+            for optimizer in known_options(write.target):
+                if not model.is_optimizer(optimizer):
+                    continue
+                conflicting = [s for s in model.schedulers_driving(optimizer)
+                               if write_follows_construction(model, write, s)]
+                if conflicting:
+                    scheduler = conflicting[0]
+                    kind = ("multiplies the written value from then on" if scheduler.kind.chainable
+                            else "overwrites it at its next step")
+                    yield self.report(
+                        write.node,
+                        f"manual write to `param_group['lr']` while {describe_scheduler(model, scheduler)} "
+                        f"(line {model.line(scheduler.site)}) drives this optimizer: the scheduler {kind}; "
+                        "express the manual part as a scheduler (SequentialLR, LambdaLR) instead",
+                    )
+                    break
+
+
+class PartialParamGroupUpdate(StaticRule):
+    """LR004: a manual LR update touches only some param groups of a multi-group optimizer."""
+
+    code = "LR004"
+
+    def check(self, model: Model) -> Iterable[Report]:
+        writes: Dict[Tuple[int, int, int], List[Event]] = {}
+        optimizers: Dict[int, OptimizerObj] = {}
+        for write in model.lr_writes():
+            for optimizer in known_options(write.target):
+                if isinstance(optimizer, OptimizerObj) and (optimizer.groups or 0) >= 2:
+                    key = (id(optimizer), id(write.funcdef), id(write.root))
+                    writes.setdefault(key, []).append(write)
+                    optimizers[id(optimizer)] = optimizer
+        reported = set()
+        for (opt_id, _, _), events in writes.items():
+            optimizer = optimizers[opt_id]
+            indices = [e.data.get("indices") for e in events]
+            if any(i is None or i == ALL for i in indices):
+                continue  # an unknown index, or the function also updates every group
+            covered = set()
+            for index in indices:
+                if index != PARTIAL:
+                    covered.update(i % optimizer.groups for i in index)
+            if covered >= set(range(optimizer.groups)):
+                continue
+            first = min(events, key=lambda e: e.order)
+            if id(first.node) in reported:
+                continue
+            reported.add(id(first.node))
+            yield self.report(
+                first.node,
+                f"this LR update touches only some of the {optimizer.groups} param groups of the optimizer "
+                f"(line {model.line(optimizer.site)}): the others keep their old LR; update every group "
+                "(scaled per group if intended)",
+            )

@@ -1,0 +1,112 @@
+"""Order of scheduler and optimizer steps: LR001 scheduler-before-optimizer, LR013 step-count-mismatch.
+
+Both compare, within one entry point's trace, the steps of a torch scheduler with the steps of the
+optimizer(s) it drives. LR013 is the more specific story of a scheduler stepped before its optimizer
+under gradient accumulation, so LR001 stays quiet where LR013 applies.
+"""
+from __future__ import annotations
+
+from typing import Iterable, List, Optional
+
+from lraudit.analysis import Model
+from lraudit.analysis.trace import Event, arms_not_shared, exclusive, innermost_loop
+from lraudit.checks.base import Report, StaticRule, describe_scheduler, receiver_text
+
+
+def scheduler_step_pairs(model: Model):
+    """(scheduler, its step events, the steps of the optimizers it drives) per entry point."""
+    for root in model.roots:
+        for scheduler in model.schedulers:
+            if scheduler.parent is not None:  # composed: stepped through SequentialLR/ChainedScheduler
+                continue
+            sched_steps = model.steps_of_scheduler(scheduler, root)
+            if not sched_steps:
+                continue
+            opt_steps = model.steps_of_optimizers(model.optimizers_of(scheduler), root)
+            if opt_steps:
+                yield scheduler, sched_steps, opt_steps
+
+
+def accumulation_mismatch(model: Model, step: Event, opt_steps: List[Event]) -> Optional[Event]:
+    """The optimizer step that runs only under an accumulation condition of the loop in which the
+    scheduler ``step`` runs on every iteration; None when there is no such mismatch."""
+    if model.in_accumulate_context(step):
+        return None
+    loop = innermost_loop(step)
+    if loop is None:
+        return None
+    # The scheduler step must run on every iteration: no condition of its own inside the loop that
+    # changes per iteration (``if i % log == 0``).
+    if any(model.iteration_dependent(a) and any(x is loop for x in a.ancestors()) for a in step.arms()):
+        return None
+    # Optimizer steps of the same loop (not of a nested one: a batch loop inside the scheduler's
+    # epoch loop runs its accumulation to completion before the scheduler steps).
+    in_loop = [o for o in opt_steps if not exclusive(o, step) and innermost_loop(o) is loop]
+    if not in_loop:
+        return None
+    guarded = []
+    for opt_step in in_loop:
+        unshared = arms_not_shared(opt_step, step)
+        if not any(model.accumulation_guard(a) for a in unshared):
+            return None  # an optimizer step every iteration: no accumulation here
+        guarded.append(opt_step)
+    return guarded[0]
+
+
+def runs_before_first_optimizer_step(model: Model, step: Event, opt_steps: List[Event]) -> bool:
+    """True when the scheduler ``step`` certainly can run before every optimizer step of the pass."""
+    candidates = [o for o in opt_steps if not exclusive(o, step)]
+    if not candidates:
+        return False
+    if any(o.order < step.order for o in candidates):
+        # An earlier optimizer step: it runs first (no bug), or it may not run on the first pass
+        # (accumulation, a warm-up guard): then the order is unknown and we stay silent.
+        return False
+    return not model.iteration_guards(step, candidates[0])
+
+
+def _step_text(model: Model, event: Event) -> str:
+    return model.text(event.node).strip()
+
+
+class SchedulerBeforeOptimizer(StaticRule):
+    """LR001: ``sched.step()`` can run before the first ``opt.step()`` of the optimizer it drives."""
+
+    code = "LR001"
+
+    def check(self, model: Model) -> Iterable[Report]:
+        for scheduler, sched_steps, opt_steps in scheduler_step_pairs(model):
+            for step in sched_steps:
+                if not runs_before_first_optimizer_step(model, step, opt_steps):
+                    continue
+                if accumulation_mismatch(model, step, opt_steps) is not None:
+                    continue  # LR013 tells the real story of this statement
+                first = next(o for o in opt_steps if not exclusive(o, step))
+                yield self.report(
+                    step.node,
+                    f"`{receiver_text(model, step.call)}.step()` runs before the first "
+                    f"`{_step_text(model, first)}` (line {model.line(first.node)}): "
+                    f"{describe_scheduler(model, scheduler)} skips the first value of its schedule; "
+                    "step the scheduler after the optimizer",
+                )
+
+
+class StepCountMismatch(StaticRule):
+    """LR013: the scheduler steps every micro-batch while its optimizer steps every k."""
+
+    code = "LR013"
+
+    def check(self, model: Model) -> Iterable[Report]:
+        for scheduler, sched_steps, opt_steps in scheduler_step_pairs(model):
+            for step in sched_steps:
+                guarded = accumulation_mismatch(model, step, opt_steps)
+                if guarded is None:
+                    continue
+                guard = next(a for a in arms_not_shared(guarded, step) if model.accumulation_guard(a))
+                yield self.report(
+                    step.node,
+                    f"`{receiver_text(model, step.call)}.step()` runs on every iteration while "
+                    f"`{_step_text(model, guarded)}` (line {model.line(guarded.node)}) runs only when "
+                    f"`{guard.condition_text}`: {describe_scheduler(model, scheduler)} advances once per "
+                    "micro-batch; step it under the same condition as the optimizer",
+                )
