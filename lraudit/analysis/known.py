@@ -44,7 +44,7 @@ TORCH_SCHEDULERS: Dict[str, SchedulerKind] = {
     "CyclicLR": _k("CyclicLR", size_args=(("step_size_up", 2),), sized_in_steps=True),
     "CosineAnnealingWarmRestarts": _k("CosineAnnealingWarmRestarts", size_args=(("T_0", 0),)),
     "OneCycleLR": _k("OneCycleLR", size_args=(("total_steps", 1), ("epochs", 2)), sized_in_steps=True),
-    "SequentialLR": _k("SequentialLR", composite=True),
+    "SequentialLR": _k("SequentialLR", composite=True, size_args=(("milestones", 1),)),
     "ChainedScheduler": _k("ChainedScheduler", composite=True, optimizer_arg=("optimizer", 1)),
 }
 
@@ -54,7 +54,7 @@ TORCH_SCHEDULER_BASES: FrozenSet[str] = frozenset(
 )
 
 # Factories that return a torch scheduler (LambdaLR unless stated) sized in optimizer steps.
-_HF_WARMUP = dict(size_args=(("num_training_steps", 2),), sized_in_steps=True)
+_HF_WARMUP = dict(size_args=(("num_training_steps", 1),), sized_in_steps=True)
 _HF_FACTORIES = {
     "get_constant_schedule": _k("LambdaLR"),
     "get_constant_schedule_with_warmup": _k("LambdaLR"),
@@ -68,7 +68,7 @@ _HF_FACTORIES = {
     "get_reduce_on_plateau_schedule": _k("ReduceLROnPlateau", chainable=True),
     # get_scheduler(name, optimizer, ...): the class depends on `name`.
     "get_scheduler": SchedulerKind(
-        cls=None, size_args=(("num_training_steps", 3),), sized_in_steps=True, optimizer_arg=("optimizer", 1)
+        cls=None, size_args=(("num_training_steps", 1),), sized_in_steps=True, optimizer_arg=("optimizer", 1)
     ),
 }
 SCHEDULER_FACTORIES: Dict[str, SchedulerKind] = {}
@@ -117,6 +117,9 @@ GRAD_SCALERS: FrozenSet[str] = frozenset(
 ACCELERATORS: FrozenSet[str] = frozenset({"accelerate.Accelerator", "accelerate.accelerator.Accelerator"})
 
 TORCH_SAVE: FrozenSet[str] = frozenset({"torch.save"})
+
+# Functions that return their (model, optimizer, ...) arguments wrapped, in the same order.
+POSITION_PRESERVING: FrozenSet[str] = frozenset({"apex.amp.initialize"})
 
 
 def scheduler_kind(qualname: str) -> Optional[SchedulerKind]:

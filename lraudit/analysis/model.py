@@ -13,9 +13,10 @@ from typing import Dict, Iterable, List, Optional, Set
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from lraudit.analysis.imports import ImportTable, build_import_table
-from lraudit.analysis.interpreter import Interpreter
-from lraudit.analysis.trace import Arm, Block, Context, Event, Loop, arms_not_shared, exclusive, number
+from lraudit.analysis.imports import ImportTable, build_import_table, dotted_name
+from lraudit.analysis.interpreter import Interpreter, _expression_children
+from lraudit.analysis.prescan import Prescan
+from lraudit.analysis.trace import Arm, Block, Context, Event, Frame, Loop, arms_not_shared, exclusive, number
 from lraudit.analysis.values import (
     Obj,
     Opaque,
@@ -52,6 +53,9 @@ class Model:
         self.module = module
         self.imports = imports
         self._positions = None
+        self._syntax_index: Optional[_SyntaxIndex] = None
+        self._assigned: Dict[cst.CSTNode, Set[str]] = {}
+        self._frames: Optional[Dict[cst.CSTNode, List[cst.FunctionDef]]] = None
         self.roots: List[Block] = [root for _, root in interpreter.entries]
         for root in self.roots:
             number(root)
@@ -66,6 +70,7 @@ class Model:
                 self._driven.setdefault(id(optimizer), []).append(scheduler)
         self.events: List[Event] = [n for root in self.roots for n in root.walk() if isinstance(n, Event)]
         self.optimizer_steps: List[OptimizerStep] = []
+        self.external_steps: List[OptimizerStep] = []
         self.scheduler_steps: List[SchedulerStep] = []
         self._classify_steps()
 
@@ -99,6 +104,12 @@ class Model:
                 options = known_options(event.target)
                 if options and all(self.is_optimizer(o) for o in options):
                     self.optimizer_steps.extend(OptimizerStep(event, o) for o in options)
+            elif event.kind == "train_call":
+                # A training helper of another module given the optimizer: it probably steps it.
+                # Kept apart from the steps we saw, for the rules that only need "may step here".
+                for item in event.target.items:
+                    self.external_steps.extend(OptimizerStep(event, o) for o in known_options(item)
+                                               if self.is_optimizer(o))
 
     def steps_of_scheduler(self, scheduler: SchedulerObj, root: Optional[Block] = None) -> List[Event]:
         return sorted(
@@ -106,11 +117,15 @@ class Model:
             key=lambda e: e.order,
         )
 
-    def steps_of_optimizers(self, optimizers: Iterable[Obj], root: Optional[Block] = None) -> List[Event]:
+    def steps_of_optimizers(self, optimizers: Iterable[Obj], root: Optional[Block] = None,
+                            include_external: bool = False) -> List[Event]:
+        """Optimizer steps of these optimizers in execution order; ``include_external`` adds calls of
+        other modules' training helpers that receive one of them (``train_call`` events)."""
         wanted = {id(o) for o in optimizers}
         seen: Set[int] = set()
         events = []
-        for step in self.optimizer_steps:
+        steps = self.optimizer_steps + self.external_steps if include_external else self.optimizer_steps
+        for step in steps:
             if id(step.optimizer) in wanted and (root is None or step.event.root is root) and id(step.event) not in seen:
                 seen.add(id(step.event))
                 events.append(step.event)
@@ -174,20 +189,126 @@ class Model:
     def line(self, node: cst.CSTNode) -> int:
         return self.position(node).start.line
 
+    # ------------------------------------------------------------------ syntax questions (lazy)
+    def parent(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:
+        """The syntactic parent of a node of the module (None for the module itself)."""
+        return self._syntax().parents.get(node)
+
+    def mentions(self, identifier: str) -> List[cst.CSTNode]:
+        """Every reference to ``identifier`` in the module, scope-blind: ``Name`` nodes spelled so and
+        ``Attribute`` nodes whose attribute is so spelled (``self.scheduler``); not definitions,
+        keyword-argument names or imports. Used to prove the *absence* of other uses."""
+        return self._syntax().mentions.get(identifier, [])
+
+    def assigned_names(self, node: cst.CSTNode) -> Set[str]:
+        """Dotted names bound anywhere inside ``node`` (assignment, augmented assignment, ``for`` and
+        ``with ... as`` targets, walrus; parameters when ``node`` is a function)."""
+        cached = self._assigned.get(node)
+        if cached is None:
+            collector = _Assigned()
+            node.visit(collector)
+            cached = self._assigned[node] = collector.names
+        return cached
+
+    def inlined(self, call: cst.Call) -> List[cst.FunctionDef]:
+        """The same-module functions the interpreter entered from ``call`` (empty: not followed)."""
+        if self._frames is None:
+            self._frames = {}
+            for root in self.roots:
+                for node in root.walk():
+                    if isinstance(node, Frame) and node.call is not None:
+                        callees = self._frames.setdefault(node.call, [])
+                        if not any(f is node.funcdef for f in callees):
+                            callees.append(node.funcdef)
+        return self._frames.get(call, [])
+
+    def _syntax(self) -> "_SyntaxIndex":
+        if self._syntax_index is None:
+            self._syntax_index = _SyntaxIndex()
+            self.module.visit(self._syntax_index)
+        return self._syntax_index
+
+
+class _SyntaxIndex(cst.CSTVisitor):
+    """Parents and identifier references of a module, built in one pass when first asked."""
+
+    def __init__(self) -> None:
+        self.parents: Dict[cst.CSTNode, cst.CSTNode] = {}
+        self.mentions: Dict[str, List[cst.CSTNode]] = {}
+        self._stack: List[cst.CSTNode] = []
+        self._not_references: Set[int] = set()
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self._stack:
+            self.parents[node] = self._stack[-1]
+        self._stack.append(node)
+        if isinstance(node, cst.Attribute):
+            self._not_references.add(id(node.attr))
+            self.mentions.setdefault(node.attr.value, []).append(node)
+        elif isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Param)):
+            self._not_references.add(id(node.name))
+        elif isinstance(node, cst.Arg) and node.keyword is not None:
+            self._not_references.add(id(node.keyword))
+        elif isinstance(node, (cst.Import, cst.ImportFrom)):
+            return False
+        elif isinstance(node, cst.Name) and id(node) not in self._not_references:
+            self.mentions.setdefault(node.value, []).append(node)
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        self._stack.pop()
+
+
+class _Assigned(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.names: Set[str] = set()
+
+    def _add(self, target) -> None:
+        if isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                self._add(element.value)
+        elif isinstance(target, cst.StarredElement):
+            self._add(target.value)
+        else:
+            name = dotted_name(target)
+            if name:
+                self.names.add(name)
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._add(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._add(node.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._add(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._add(node.target)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self._add(node.name)
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._add(node.target)
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self.names.add(node.name.value)
+
 
 def _has_modulo(node: cst.CSTNode) -> bool:
-    found = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.BinaryOperation) and isinstance(current.operator, cst.Modulo):
+            return True
+        stack.extend(_expression_children(current))
+    return False
 
-    class _Mod(cst.CSTVisitor):
-        def visit_Modulo(self, n) -> None:
-            found.append(n)
 
-    node.visit(_Mod())
-    return bool(found)
-
-
-def build_model(module: cst.Module) -> Model:
-    imports = build_import_table(module)
-    interpreter = Interpreter(module, imports)
+def build_model(module: cst.Module, prescan: Optional[Prescan] = None) -> Model:
+    """The model of a parsed module; ``prescan`` (from ``ast``) saves two passes over the libcst tree."""
+    imports = prescan.imports if prescan is not None else build_import_table(module)
+    interpreter = Interpreter(module, imports, prescan.called if prescan is not None else None)
     interpreter.run()
     return Model(module, imports, interpreter)

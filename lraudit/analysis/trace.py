@@ -13,6 +13,12 @@ import libcst as cst
 from lraudit.analysis.values import Value
 
 
+def _resolved(text) -> str:
+    """Source texts are rendered only when a rule asks (code generation is not free): the
+    interpreter stores a callable producing the text, replaced by the text on first use."""
+    return text() if callable(text) else text
+
+
 class TraceNode:
     parent: Optional["Container"] = None
     order: int = 0
@@ -48,9 +54,14 @@ class Loop(Container):
     def __init__(self, node: cst.CSTNode, iter_text: str, targets: Tuple[str, ...]) -> None:
         super().__init__()
         self.node = node
-        self.iter_text = iter_text  # the iterated expression (for) or condition (while), as code
+        self._iter_text = iter_text  # the iterated expression (for) or condition (while), as code
         self.targets = targets  # names bound by the loop header
         self.counters: set = set()  # names incremented inside the body (global_step += 1)
+
+    @property
+    def iter_text(self) -> str:
+        self._iter_text = _resolved(self._iter_text)
+        return self._iter_text
 
     @property
     def is_while(self) -> bool:
@@ -67,8 +78,13 @@ class Arm(Container):
         self.branch = branch
         self.condition = condition
         self.polarity = polarity
-        self.condition_text = condition_text
+        self._condition_text = condition_text
         self.names = names  # dotted names the condition mentions
+
+    @property
+    def condition_text(self) -> str:
+        self._condition_text = _resolved(self._condition_text)
+        return self._condition_text
 
 
 class Context(Container):
@@ -94,9 +110,12 @@ class Event(TraceNode):
     """Something the rules care about.
 
     kinds: ``step`` (a ``.step(...)`` call; what it steps is decided by the model once every
-    construction is known), ``scaler_step`` (``x.step(opt)``), ``construct`` (optimizer/scheduler),
-    ``lr_write``, ``get_lr``, ``handoff`` (a scheduler returned or passed to a call), ``save``
-    (``torch.save`` and friends), ``load_state``.
+    construction is known), ``scaler_step`` (``x.step(opt)``), ``construct`` (optimizer/scheduler;
+    for schedulers ``origins``: id of each Name read in the call -> the expression it was last
+    assigned from, transitively),
+    ``lr_write``, ``get_lr``, ``handoff`` (a scheduler returned or passed to a call; ``value``: what
+    was handed on, e.g. the dict returned to Lightning), ``save`` (``torch.save`` and friends),
+    ``load_state``, ``state_dict`` (``x.state_dict()`` of an optimizer or scheduler).
     """
 
     def __init__(self, kind: str, node: cst.CSTNode, target: Value, call: Optional[cst.Call] = None,

@@ -10,10 +10,16 @@ from typing import Iterable, List, Optional, Tuple
 import libcst as cst
 
 from lraudit.analysis import build_model
+from lraudit.analysis.prescan import Prescan, prescan
 from lraudit.checks.base import Report, StaticRule
+from lraudit.checks.epoch_argument import DeprecatedEpochArgument, GetLrCall
+from lraudit.checks.granularity import StepGranularityMismatch
 from lraudit.checks.lr_writes import ManualWriteWithScheduler, PartialParamGroupUpdate
 from lraudit.checks.ordering import SchedulerBeforeOptimizer, StepCountMismatch
-from lraudit.checks.plateau import PlateauStepWithoutMetric
+from lraudit.checks.checkpoints import CheckpointWithoutSchedulerState
+from lraudit.checks.lifecycle import BuiltInLoop, SchedulerNeverStepped, UncomposedSchedulers
+from lraudit.checks.literals import InvalidLr
+from lraudit.checks.plateau import PlateauModeMismatch, PlateauStepWithoutMetric
 from lraudit.findings import Finding
 
 RULES: Tuple[StaticRule, ...] = (
@@ -22,6 +28,15 @@ RULES: Tuple[StaticRule, ...] = (
     PlateauStepWithoutMetric(),
     PartialParamGroupUpdate(),
     StepCountMismatch(),
+    SchedulerNeverStepped(),
+    BuiltInLoop(),
+    CheckpointWithoutSchedulerState(),
+    UncomposedSchedulers(),
+    PlateauModeMismatch(),
+    InvalidLr(),
+    DeprecatedEpochArgument(),
+    GetLrCall(),
+    StepGranularityMismatch(),
 )
 
 
@@ -42,10 +57,11 @@ def parse(source: str) -> cst.Module:
         raise SourceParseError(f"syntax error: {message}", error.raw_line, error.raw_column + 1) from None
 
 
-def run_rules(module: cst.Module, select: Optional[Iterable[str]] = None) -> Tuple[object, List[Report]]:
+def run_rules(module: cst.Module, select: Optional[Iterable[str]] = None,
+              scan: Optional[Prescan] = None) -> Tuple[object, List[Report]]:
     """The model of ``module`` and the reports of the selected rules (deduplicated)."""
     wanted = set(select) if select is not None else None
-    model = build_model(module)
+    model = build_model(module, scan)
     reports: List[Report] = []
     seen = set()
     for rule in RULES:
@@ -61,8 +77,11 @@ def run_rules(module: cst.Module, select: Optional[Iterable[str]] = None) -> Tup
 
 def check_source(source: str, path: str, select: Optional[Iterable[str]] = None) -> List[Finding]:
     """Findings of the rules in ``select`` (codes; None = all) for one module's source text."""
+    scan = prescan(source)
+    if scan is not None and not scan.relevant:
+        return []  # references nothing the model knows: no rule can fire, libcst never runs
     module = parse(source)
-    model, reports = run_rules(module, select)
+    model, reports = run_rules(module, select, scan)
     findings = []
     for report in reports:
         span = model.position(report.node)

@@ -57,8 +57,10 @@ class ManualWriteWithScheduler(StaticRule):
             for optimizer in known_options(write.target):
                 if not model.is_optimizer(optimizer):
                     continue
+                # ReduceLROnPlateau has no schedule to fight: it only scales whatever LR is there when
+                # the metric stalls, so a manual warm-up or reset beside it is a deliberate design.
                 conflicting = [s for s in model.schedulers_driving(optimizer)
-                               if write_follows_construction(model, write, s)]
+                               if s.cls != "ReduceLROnPlateau" and write_follows_construction(model, write, s)]
                 if conflicting:
                     scheduler = conflicting[0]
                     kind = ("multiplies the written value from then on" if scheduler.kind.chainable

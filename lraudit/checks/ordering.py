@@ -11,18 +11,24 @@ from typing import Iterable, List, Optional
 from lraudit.analysis import Model
 from lraudit.analysis.trace import Event, arms_not_shared, exclusive, innermost_loop
 from lraudit.checks.base import Report, StaticRule, describe_scheduler, receiver_text
+from lraudit.checks.edits import move_step_after
 
 
-def scheduler_step_pairs(model: Model):
-    """(scheduler, its step events, the steps of the optimizers it drives) per entry point."""
+def scheduler_step_pairs(model: Model, include_external: bool = False):
+    """(scheduler, its step events, the steps of the optimizers it drives) per entry point;
+    ``include_external``: also calls of other modules' training helpers given the optimizer."""
     for root in model.roots:
         for scheduler in model.schedulers:
             if scheduler.parent is not None:  # composed: stepped through SequentialLR/ChainedScheduler
                 continue
+            if scheduler.cls == "ReduceLROnPlateau":
+                # Its step consumes a metric, not a position in a schedule: stepping it on the
+                # validation result before training skips nothing (and torch does not warn).
+                continue
             sched_steps = model.steps_of_scheduler(scheduler, root)
             if not sched_steps:
                 continue
-            opt_steps = model.steps_of_optimizers(model.optimizers_of(scheduler), root)
+            opt_steps = model.steps_of_optimizers(model.optimizers_of(scheduler), root, include_external)
             if opt_steps:
                 yield scheduler, sched_steps, opt_steps
 
@@ -75,19 +81,24 @@ class SchedulerBeforeOptimizer(StaticRule):
     code = "LR001"
 
     def check(self, model: Model) -> Iterable[Report]:
-        for scheduler, sched_steps, opt_steps in scheduler_step_pairs(model):
+        for scheduler, sched_steps, opt_steps in scheduler_step_pairs(model, include_external=True):
             for step in sched_steps:
                 if not runs_before_first_optimizer_step(model, step, opt_steps):
                     continue
                 if accumulation_mismatch(model, step, opt_steps) is not None:
                     continue  # LR013 tells the real story of this statement
                 first = next(o for o in opt_steps if not exclusive(o, step))
+                if first.kind == "train_call":
+                    where = (f"`{first.data['name']}(...)` (line {model.line(first.node)}), which is given "
+                             "the optimizer to train with")
+                else:
+                    where = f"the first `{_step_text(model, first)}` (line {model.line(first.node)})"
                 yield self.report(
                     step.node,
-                    f"`{receiver_text(model, step.call)}.step()` runs before the first "
-                    f"`{_step_text(model, first)}` (line {model.line(first.node)}): "
+                    f"`{receiver_text(model, step.call)}.step()` runs before {where}: "
                     f"{describe_scheduler(model, scheduler)} skips the first value of its schedule; "
                     "step the scheduler after the optimizer",
+                    fix=move_step_after(model, step, first, receiver_text(model, step.call)),
                 )
 
 
