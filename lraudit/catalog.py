@@ -65,8 +65,12 @@ _RULES = (
         "silently shifted.",
         example="for epoch in range(epochs):\n    scheduler.step()\n    train_one_epoch(model, optimizer, loader)",
         use_instead="for epoch in range(epochs):\n    train_one_epoch(model, optimizer, loader)\n    scheduler.step()",
-        fix_safety="When both steps are statements of the same block, `--unsafe-fixes` moves the scheduler "
-        "step after the optimizer step. It is unsafe because code between the two may read the LR.",
+        fix_safety="With `--unsafe-fixes`, the scheduler step (its own line, or an `if` guarding only it) is "
+        "moved right after the statement of the same block that runs the optimizer step: the step itself, "
+        "the batch loop around it, or the call of the helper that does it. No fix is offered when code in "
+        "between mentions the LR (`lr`, `get_last_lr`, `param_groups`) or the scheduler, or may leave the "
+        "block early (`continue`, `break`, `return`, `raise`). It is unsafe because code in between may "
+        "still read the LR in ways lraudit cannot see.",
         references=(_TORCH_SCHED_DOCS,),
     ),
     Rule(
@@ -180,7 +184,10 @@ _RULES = (
         "chainable schedulers differs from the recursive one and ignores other schedulers' changes.",
         example="scheduler.step(epoch)",
         use_instead="scheduler.step()",
-        fix_safety="Safe: dropping the argument keeps one step per call, which is what the loop intends.",
+        fix_safety="Safe: dropping the argument keeps one step per call, which is what the loop intends. "
+        "Offered only for a call repeated in a loop after the optimizer's first step: an old-style "
+        "`step(epoch)` at the top of the epoch loop is right *with* its argument (LR001's fix moves it "
+        "first), and `step(start_epoch)` fast-forwarding a resumed run has no one-call replacement.",
         references=(_TORCH_SCHED_DOCS,),
     ),
     Rule(
@@ -210,7 +217,12 @@ _RULES = (
         "CosineAnnealingLR T_max)",
         what="Finds a scheduler whose size (T_max, total_steps, num_training_steps, ...) is counted in one "
         "unit while it is stepped in the other: epochs-sized schedules stepped in the batch loop, "
-        "steps-sized schedules stepped once per epoch.",
+        "steps-sized schedules stepped once per epoch. The unit is read from the size expression "
+        "(`args.epochs`, `len(train_loader) * epochs`, `total_steps`, through local variables); the "
+        "stepping from the loops around the scheduler and optimizer steps, Lightning's `interval` "
+        "(default \"epoch\") for schedulers returned by `configure_optimizers`, and the transformers "
+        "Trainer (per optimizer step). Literal or unrecognised sizes, and stepping in hooks or `while` "
+        "loops over iterations, are left alone.",
         why="A cosine schedule sized in epochs but stepped per batch finishes its cycle in the first "
         "epoch and then climbs again; a warm-up sized in steps but stepped per epoch never ends. "
         "OneCycleLR raises once it runs past its total.",
@@ -426,3 +438,38 @@ def render_table() -> str:
             f"{'yes' if rule.runtime else ''} | {rule.fix if rule.fix != FIX_NONE else ''} |"
         )
     return "\n".join(rows) + "\n"
+
+
+README_TABLE_START = "<!-- rules-table -->"
+README_TABLE_END = "<!-- /rules-table -->"
+
+
+def sync_docs(root) -> list:
+    """Rewrite ``rules/*.md`` and the README rule table from the catalogue; returns changed paths."""
+    from pathlib import Path
+
+    root = Path(root)
+    changed = []
+    (root / "rules").mkdir(exist_ok=True)
+    for rule in _RULES:
+        page = root / "rules" / f"{rule.code}.md"
+        text = render_page(rule)
+        if not page.exists() or page.read_text(encoding="utf-8") != text:
+            page.write_text(text, encoding="utf-8")
+            changed.append(str(page))
+    readme = root / "README.md"
+    current = readme.read_text(encoding="utf-8")
+    head, _, rest = current.partition(README_TABLE_START)
+    _, _, tail = rest.partition(README_TABLE_END)
+    updated = f"{head}{README_TABLE_START}\n{render_table()}{README_TABLE_END}{tail}"
+    if updated != current:
+        readme.write_text(updated, encoding="utf-8")
+        changed.append(str(readme))
+    return changed
+
+
+if __name__ == "__main__":  # python -m lraudit.catalog: re-render the docs after editing a rule
+    import sys
+
+    for path in sync_docs(sys.argv[1] if len(sys.argv) > 1 else "."):
+        print(f"wrote {path}")

@@ -9,7 +9,7 @@ import pytest
 
 from lraudit.checks import check_source
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "static"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 MARKER = re.compile(r"#\s*expect:\s*(LR\d{3}(?:\s*,\s*LR\d{3})*)")
 
 
@@ -22,7 +22,8 @@ def expected_findings(source: str):
     return expected
 
 
-FILES = sorted(FIXTURES.rglob("*.py"))
+# Static fixtures, and the bundled examples of the README's quick start.
+FILES = sorted((FIXTURES / "static").rglob("*.py")) + sorted((FIXTURES / "examples").rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(FIXTURES)) for p in FILES])

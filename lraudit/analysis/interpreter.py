@@ -239,6 +239,7 @@ class Interpreter:
             self._exec_for(stmt, scope, container)
         elif isinstance(stmt, cst.While):
             loop = container.add(Loop(stmt, partial(self._text, stmt.test), ()))
+            loop.origins = self._origins(stmt.test, scope, depth=2)
             self._eval(stmt.test, scope, loop)
             self._exec_loop_body(stmt.body, scope, loop)
             if stmt.orelse is not None:
@@ -355,6 +356,7 @@ class Interpreter:
         element = self._iter_element(stmt.iter, scope, container)
         targets = tuple(_mentioned_names(stmt.target))
         loop = container.add(Loop(stmt, partial(self._text, stmt.iter), targets))
+        loop.origins = self._origins(stmt.iter, scope, depth=2)
         self._assign(stmt.target, element, scope, loop, stmt)
         self._exec_loop_body(stmt.body, scope, loop)
         if stmt.orelse is not None:
@@ -486,6 +488,8 @@ class Interpreter:
             if _subscript_key(target) == "lr":
                 self._lr_write(owner, stmt, scope, container)
             return
+        if isinstance(target, cst.Name):  # ``total *= epochs``: no longer what it was assigned from
+            (self.module_scope if target.value in scope.globals else scope).exprs.pop(target.value, None)
         name = dotted_name(target)
         if name:
             loop = next((a for a in [container, *container.ancestors()] if isinstance(a, Loop)), None)

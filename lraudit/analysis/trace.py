@@ -57,6 +57,9 @@ class Loop(Container):
         self._iter_text = iter_text  # the iterated expression (for) or condition (while), as code
         self.targets = targets  # names bound by the loop header
         self.counters: set = set()  # names incremented inside the body (global_step += 1)
+        # id of each Name read in the header -> the expression it was last assigned from
+        # (``train_iterator = trange(num_epochs)``; ``for _ in train_iterator``)
+        self.origins: dict = {}
 
     @property
     def iter_text(self) -> str:

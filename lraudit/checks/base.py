@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional, Tuple, Union
 
 import libcst as cst
 
@@ -10,14 +10,33 @@ from lraudit.analysis import Model
 from lraudit.analysis.values import SchedulerObj
 
 
+# What an edited node becomes: a node, several statements, nothing, or a function of the node as
+# updated by the transformer (to keep edits made inside it).
+Replacement = Union[cst.CSTNode, cst.FlattenSentinel, cst.RemovalSentinel,
+                    Callable[[cst.CSTNode], Union[cst.CSTNode, cst.FlattenSentinel, cst.RemovalSentinel]]]
+
+
+@dataclass(frozen=True)
+class Fix:
+    """An autofix reported with its finding (Fixit style): each original node of ``edits`` is replaced
+    by its replacement (see ``Replacement``); ``lraudit.fix`` applies them.
+    ``safe`` fixes run under ``--fix``; the others only with ``--unsafe-fixes``."""
+
+    title: str
+    edits: Tuple[Tuple[cst.CSTNode, Replacement], ...]
+    safe: bool = True
+
+
 @dataclass(frozen=True)
 class Report:
-    """A rule's raw finding: a node of the module, located by the engine only when reported."""
+    """A rule's raw finding: a node of the module, located by the engine only when reported.
+    ``fixable`` is True when a *safe* fix comes with it (what ``--fix`` applies)."""
 
     rule: str
     node: cst.CSTNode
     message: str
     fixable: bool = False
+    fix: Optional[Fix] = None
 
 
 class StaticRule:
@@ -28,8 +47,8 @@ class StaticRule:
     def check(self, model: Model) -> Iterable[Report]:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def report(self, node: cst.CSTNode, message: str, fixable: bool = False) -> Report:
-        return Report(self.code, node, message, fixable)
+    def report(self, node: cst.CSTNode, message: str, fixable: bool = False, fix: Optional[Fix] = None) -> Report:
+        return Report(self.code, node, message, fixable or (fix is not None and fix.safe), fix)
 
 
 def describe_scheduler(model: Model, scheduler: SchedulerObj) -> str:

@@ -1,0 +1,111 @@
+"""``.lraudit_cache/``: per-file results keyed by content hash, lraudit version and selected rules.
+
+What is cached is the raw output of the rules for one file's text (findings without their path, or
+the parse error), before suppressions and per-file-ignores, so editing those never needs a re-parse.
+One JSON file per (lraudit version + fingerprint of lraudit's own sources, selected rules) holds the
+entries of every file, keyed by path; an entry is valid while the file's content hash is unchanged.
+Writes are atomic (temp file + ``os.replace``); a corrupt or foreign cache file is ignored.
+The directory carries a ``.gitignore`` and a ``CACHEDIR.TAG`` like ruff's.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, FrozenSet, Optional
+
+import lraudit
+
+CACHE_DIR_NAME = ".lraudit_cache"
+_FORMAT = 1
+
+_fingerprint: Optional[str] = None
+
+
+def code_fingerprint() -> str:
+    """lraudit's version plus the size and mtime of its own modules (a dev checkout changes it)."""
+    global _fingerprint
+    if _fingerprint is None:
+        h = hashlib.blake2b(digest_size=12)
+        h.update(lraudit.__version__.encode())
+        pkg = Path(lraudit.__file__).parent
+        for path in sorted(pkg.rglob("*.py")):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            h.update(f"{path.relative_to(pkg)}:{st.st_size}:{st.st_mtime_ns};".encode())
+        _fingerprint = h.hexdigest()
+    return _fingerprint
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def default_cache_dir(root: Path) -> Path:
+    env = os.environ.get("LRAUDIT_CACHE_DIR")
+    return Path(env) if env else Path(root) / CACHE_DIR_NAME
+
+
+class Cache:
+    """Load once, ``get``/``put`` per file, ``save`` once at the end of a run."""
+
+    def __init__(self, directory: Path, rules: FrozenSet[str]):
+        self.directory = Path(directory)
+        key = hashlib.blake2b(digest_size=10)
+        key.update(f"{_FORMAT}|{lraudit.__version__}|{code_fingerprint()}|{','.join(sorted(rules))}".encode())
+        self.file = self.directory / lraudit.__version__ / f"{key.hexdigest()}.json"
+        self._entries: Dict[str, list] = {}
+        self._dirty = False
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            with open(self.file, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            return
+        if isinstance(data, dict) and data.get("format") == _FORMAT and isinstance(data.get("entries"), dict):
+            self._entries = data["entries"]
+
+    def get(self, path: str, digest: str) -> Optional[Any]:
+        entry = self._entries.get(path)
+        if entry is not None and entry[0] == digest:
+            return entry[1]
+        return None
+
+    def put(self, path: str, digest: str, value: Any) -> None:
+        entry = self._entries.get(path)
+        if entry is None or entry[0] != digest or entry[1] != value:
+            self._entries[path] = [digest, value]
+            self._dirty = True
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            gitignore = self.directory / ".gitignore"
+            if not gitignore.exists():
+                gitignore.write_text("# Automatically created by lraudit.\n*\n", encoding="utf-8")
+                (self.directory / "CACHEDIR.TAG").write_text(
+                    "Signature: 8a477f597d28d172789f06886806bc55\n# lraudit cache directory\n", encoding="utf-8"
+                )
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=str(self.file.parent), prefix=".tmp-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump({"format": _FORMAT, "entries": self._entries}, fh, separators=(",", ":"))
+                os.replace(tmp, self.file)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except OSError:
+            return  # a read-only tree still gets checked, just not cached
+        self._dirty = False

@@ -1,0 +1,114 @@
+"""Checkpoints: LR010 checkpoint-without-scheduler-state."""
+from __future__ import annotations
+
+from typing import Iterable, List, Set, Tuple
+
+import libcst as cst
+
+from lraudit.analysis import Model
+from lraudit.analysis.trace import Event, Frame
+from lraudit.analysis.values import Container, Obj, SchedulerObj, StateDict, Value
+from lraudit.checks.base import Report, StaticRule, describe_scheduler
+
+# Keys under which a scheduler's state (or something we cannot see) is usually stored.
+_SCHEDULER_KEY_WORDS = ("sched", "lr_s", "lrs")
+
+# ``accelerator.save_state`` saves every prepared object, schedulers included.
+_SAVES_EVERYTHING = frozenset({"accelerator.save_state"})
+
+
+def _contents(value: Value, depth: int = 0) -> Iterable[Tuple[object, Value]]:
+    """(key, option) for everything inside the saved containers (nested ones too)."""
+    for option in value.options():
+        if isinstance(option, Container) and depth < 4:
+            keys = option.keys if option.keys is not None else [None] * len(option.items)
+            for key, item in zip(keys, option.items):
+                for inner in item.options():
+                    yield key, inner
+                    if isinstance(inner, Container):
+                        yield from _contents(inner, depth + 1)
+
+
+class CheckpointWithoutSchedulerState(StaticRule):
+    """LR010: a checkpoint saves an optimizer's state but not the state of the scheduler driving it."""
+
+    code = "LR010"
+
+    def check(self, model: Model) -> Iterable[Report]:
+        seen: Set[int] = set()
+        for event in model.events:
+            if event.kind != "save" or id(event.node) in seen or event.data.get("saver") in _SAVES_EVERYTHING:
+                continue
+            containers = [o for o in event.target.options() if isinstance(o, Container)]
+            if not containers:
+                continue  # a bare state dict, or something we cannot see into
+            if any(c.keys is not None and None in c.keys for c in containers):
+                continue  # ``**other`` or computed keys: the scheduler may be in there
+            contents = list(_contents(event.target))
+            drivers = self._unsaved_drivers(model, contents)
+            if not drivers:
+                continue
+            seen.add(id(event.node))
+            scheduler = drivers[0]
+            yield self.report(
+                _where_built(event),
+                f"this checkpoint saves the optimizer's state but not the state of {describe_scheduler(model, scheduler)} "
+                f"(line {model.line(scheduler.site)}) that drives it: a resumed run restarts the schedule; "
+                "save `scheduler.state_dict()` too (and load it on resume)",
+            )
+
+    @staticmethod
+    def _unsaved_drivers(model: Model, contents: List[Tuple[object, Value]]) -> List[SchedulerObj]:
+        saved_optimizers: List[Obj] = []
+        for key, value in contents:
+            if isinstance(key, str) and any(w in key.lower() for w in _SCHEDULER_KEY_WORDS):
+                return []
+            if isinstance(value, SchedulerObj):
+                return []  # the scheduler object itself (pickled whole)
+            if isinstance(value, StateDict):
+                owners = value.owner.options()
+                if any(isinstance(o, SchedulerObj) for o in owners):
+                    return []
+                optimizers = [o for o in owners if model.is_optimizer(o)]
+                if not optimizers and not isinstance(key, str):
+                    return []  # the state of something we cannot name, under no name: maybe the scheduler's
+                saved_optimizers.extend(optimizers)
+        drivers: List[SchedulerObj] = []
+        for optimizer in saved_optimizers:
+            for scheduler in model.schedulers_driving(optimizer):
+                if scheduler not in drivers:
+                    drivers.append(scheduler)
+        if not drivers:
+            return []
+        for event in model.events:
+            if event.kind == "state_dict" and any(o is s for o in event.target.options() for s in drivers):
+                return []  # its state is taken somewhere in this module: saved another way
+            if event.kind == "handoff" and event.data.get("how") == "passed" and event.target in drivers:
+                return []  # handed to code we cannot see, which may save it
+        return drivers
+
+
+def _where_built(event: Event) -> cst.CSTNode:
+    """The call that hands the checkpoint to a same-module save helper (``save_checkpoint({...})``),
+    where the missing entry belongs; the save call itself when the dict is built next to it."""
+    node: cst.CSTNode = event.node
+    expression = event.call.args[0].value if event.call is not None and event.call.args else None
+    for frame in (a for a in event.ancestors() if isinstance(a, Frame)):
+        if not isinstance(expression, cst.Name):
+            break
+        params = list(frame.funcdef.params.posonly_params) + list(frame.funcdef.params.params)
+        names = [p.name.value for p in params]
+        if expression.value not in names:
+            break
+        if isinstance(frame.call.func, cst.Attribute) and names and names[0] == "self":
+            names = names[1:]
+        argument = next((a.value for a in frame.call.args
+                         if a.keyword is not None and a.keyword.value == expression.value), None)
+        if argument is None:
+            positional = [a for a in frame.call.args if a.keyword is None and not a.star]
+            index = names.index(expression.value) if expression.value in names else len(positional)
+            argument = positional[index].value if index < len(positional) else None
+        if argument is None:
+            break
+        node, expression = frame.call, argument
+    return node

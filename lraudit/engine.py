@@ -1,0 +1,531 @@
+"""The static pipeline: files -> bytes -> text -> prefilter -> rules -> suppressions -> findings.
+
+Programmatic use::
+
+    from lraudit.config import resolve_settings
+    from lraudit.engine import check_paths, exit_status
+
+    settings = resolve_settings(["src"], select=["LR00"])
+    result = check_paths(["src"], settings)
+    for finding in result.findings: ...
+    status = exit_status(result)          # 0 clean, 1 findings, 2 errors
+
+or, for one text already in memory, :func:`check_text`.
+
+Per file: read bytes; decode per PEP 263 (``tokenize.detect_encoding``; NUL bytes or undecodable text
+are an error entry); notebooks are joined into one module (:mod:`lraudit.notebook`); the analysis
+core's cheap text prefilter skips files that cannot hold a finding; the rest is parsed and checked
+by :func:`lraudit.checks.check_source` (in a process pool when there is enough of it); then
+per-file-ignores and inline suppressions. Raw rule output is cached by content hash
+(:mod:`lraudit.cache`). A file that cannot be read or parsed becomes ``{"path", "message"}`` in
+``errors`` and every other file is still checked.
+"""
+from __future__ import annotations
+
+import difflib
+import io
+import os
+import sys
+import tempfile
+import tokenize
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+from lraudit import checks as _checks
+from lraudit import notebook as _nb
+from lraudit.cache import Cache, content_hash, default_cache_dir
+from lraudit.config import Settings
+from lraudit.discovery import SourceFile, discover
+from lraudit.findings import Finding
+from lraudit.suppressions import Suppressions, UnusedIgnore, might_have_directives
+
+#: Below this much work (files needing a parse, or their total size), a pool costs more than it saves.
+PARALLEL_MIN_FILES = 8
+PARALLEL_MIN_BYTES = 256 * 1024
+
+Progress = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class CheckResult:
+    files_checked: int = 0
+    findings: List[Finding] = field(default_factory=list)
+    errors: List[Dict[str, str]] = field(default_factory=list)
+    unused_ignores: List[UnusedIgnore] = field(default_factory=list)
+    fixed: List[Finding] = field(default_factory=list)  # findings removed by --fix / --diff
+    diffs: List[str] = field(default_factory=list)  # unified diffs (--diff)
+    fix_available: bool = True  # False when lraudit.fix is not installed yet
+    rules: FrozenSet[str] = frozenset()
+    severity: Dict[str, str] = field(default_factory=dict)  # overrides from the config
+    report_unused_ignores: bool = False
+
+    def severity_of(self, finding: Finding) -> str:
+        return self.severity.get(finding.rule) or finding.severity
+
+    def finding_json(self, finding: Finding) -> dict:
+        data = finding.to_json()
+        data["severity"] = self.severity_of(finding)
+        return data
+
+
+def exit_status(result: CheckResult, exit_zero: bool = False, diff: bool = False) -> int:
+    """0: clean; 1: findings (or, with --diff, changes to apply); 2: a file could not be checked."""
+    if result.errors:
+        return 2
+    if exit_zero:
+        return 0
+    if diff:
+        return 1 if result.diffs else 0
+    if result.findings or (result.report_unused_ignores and result.unused_ignores):
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding and writing
+
+
+class DecodeError(Exception):
+    pass
+
+
+@dataclass
+class Decoded:
+    text: str
+    encoding: str
+
+
+def decode_source(data: bytes) -> Decoded:
+    """Text of a Python file per PEP 263 (coding cookie or BOM, default UTF-8)."""
+    if b"\x00" in data:
+        raise DecodeError("binary file (contains NUL bytes), not checked")
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as exc:
+        message = getattr(exc, "msg", None) or str(exc)
+        if "invalid or missing encoding declaration" not in message:
+            raise DecodeError(f"cannot decode: {message}") from None
+        encoding = "utf-8"  # not UTF-8 and no cookie: say where it breaks
+    try:
+        return Decoded(data.decode(encoding), encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DecodeError(f"cannot decode as {encoding}: invalid byte 0x{data[exc.start]:02x} on line {line}") from None
+    except LookupError:
+        raise DecodeError(f"unknown encoding {encoding!r} in coding cookie") from None
+
+
+def write_atomic(path: str, text: str, encoding: str = "utf-8") -> None:
+    """Replace ``path``'s content atomically (temp file + os.replace), keeping its mode and encoding.
+
+    ``text`` keeps its own line endings (files are decoded without newline translation).
+    """
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target) or "."
+    data = text.encode(encoding)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".lraudit-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            os.chmod(tmp, os.stat(target).st_mode & 0o7777)
+        except OSError:
+            pass
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# --------------------------------------------------------------------------------------------------
+# Prefilter and fixer, both optional modules of other owners
+
+
+_prefilter_fn: Optional[Callable[[str], bool]] = None
+
+
+def _prefilter(text) -> bool:
+    """The analysis core's prefilter (str or bytes; ASCII vocabulary, so any PEP 263 encoding)."""
+    global _prefilter_fn
+    if _prefilter_fn is None:
+        try:
+            from lraudit.analysis import may_contain_findings as fn
+        except ImportError:  # the analysis core has no prefilter yet: parse everything
+
+            def fn(text: str) -> bool:
+                return True
+
+        _prefilter_fn = fn
+    return _prefilter_fn(text)
+
+
+def _fixer():
+    try:
+        from lraudit.fix import fix_source
+    except ImportError:
+        return None
+    return fix_source
+
+
+def fix_available() -> bool:
+    return _fixer() is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# The per-file unit of work (runs in the parent or in a worker process)
+
+
+@dataclass
+class _Job:
+    index: int
+    path: str
+    text: str  # decoded source; notebooks: their JSON
+    notebook: bool
+    fix_select: Optional[FrozenSet[str]] = None  # rules --fix may fix here; None: no fixing
+
+
+@dataclass
+class _Raw:
+    findings: Optional[List[Finding]] = None  # in checked-text coordinates (joined notebook lines)
+    error: Optional[str] = None  # parse or internal error
+    new_text: Optional[str] = None  # fixed text (notebook: JSON), when a fix changed something
+    fixed: List[Finding] = field(default_factory=list)
+    fix_error: Optional[str] = None
+
+    def error_is_internal(self) -> bool:
+        return bool(self.error and self.error.startswith("internal error"))
+
+
+def _checked_source(job: _Job) -> Tuple[str, Optional[_nb.Notebook]]:
+    if job.notebook:
+        nb = _nb.load(job.text)
+        return nb.source, nb
+    return job.text, None
+
+
+def _run_rules(source: str, path: str, rules: FrozenSet[str], nb: Optional[_nb.Notebook]) -> _Raw:
+    try:
+        return _Raw(findings=list(_checks.check_source(source, path, sorted(rules))))
+    except _checks.SourceParseError as exc:
+        where = ""
+        if exc.line:
+            where = nb.describe(exc.line, exc.column) if nb else f"line {exc.line}, column {exc.column}"
+            where = f" at {where}"
+        message = str(exc)
+        if message.lower().startswith("syntax error: "):
+            message = message[len("syntax error: "):]
+        return _Raw(error=f"syntax error{where}: {message}")
+    except RecursionError:
+        return _Raw(error="file too deeply nested to analyse")
+    except Exception as exc:  # noqa: BLE001 - one broken file must not stop the run
+        return _Raw(error=f"internal error in lraudit: {type(exc).__name__}: {exc}")
+
+
+def _analyse(job: _Job, rules: FrozenSet[str], unsafe: bool) -> _Raw:
+    try:
+        source, nb = _checked_source(job)
+    except _nb.NotebookError as exc:
+        return _Raw(error=str(exc))
+    raw = _run_rules(source, job.path, rules, nb)
+    if raw.findings is None or job.fix_select is None:
+        return raw
+    fix_source = _fixer()
+    if fix_source is None or not job.fix_select:
+        return raw
+    if not any(f.fixable and f.rule in job.fix_select for f in raw.findings):
+        return raw
+    fix_input = nb.fix_source() if nb else source
+    try:
+        result = fix_source(fix_input, job.path, sorted(job.fix_select), unsafe)
+    except Exception as exc:  # noqa: BLE001
+        raw.fix_error = f"fix failed, file left unchanged: {type(exc).__name__}: {exc}"
+        return raw
+    new_fix_text = getattr(result, "source", fix_input)
+    if new_fix_text == fix_input:
+        return raw
+    if nb is not None:
+        try:
+            new_text = nb.apply_fixed(new_fix_text)
+        except _nb.NotebookError as exc:
+            raw.fix_error = str(exc)
+            return raw
+        if new_text is None:
+            return raw
+        new_nb = _nb.load(new_text)
+        new_source = new_nb.source
+    else:
+        new_text, new_nb, new_source = new_fix_text, None, new_fix_text
+    after = _run_rules(new_source, job.path, rules, new_nb)
+    if after.findings is None:
+        raw.fix_error = "fix refused: the fixed code does not parse; file left unchanged"
+        return raw
+    after.new_text = new_text
+    after.fixed = list(getattr(result, "fixed", []) or [])
+    return after
+
+
+def _worker(args: Tuple[_Job, FrozenSet[str], bool]) -> _Raw:
+    job, rules, unsafe = args
+    return _analyse(job, rules, unsafe)
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _mp_context():
+    """fork when this process has a single thread (cheapest start); otherwise forkserver, since forking
+    a multi-threaded process (a progress bar's refresh thread) can deadlock."""
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1 and sys.platform != "darwin":
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context()
+
+
+def _finding_to_cache(f: Finding) -> list:
+    return [f.line, f.column, f.end_line, f.end_column, f.rule, f.message, f.fixable]
+
+
+def _finding_from_cache(path: str, v: list) -> Finding:
+    return Finding(path, v[0], v[1], v[2], v[3], v[4], v[5], bool(v[6]))
+
+
+def check_text(
+    source: str, path: str, settings: Settings, *, notebook: Optional[bool] = None
+) -> CheckResult:
+    """Check one in-memory text (``notebook``: JSON of an .ipynb; default: from the suffix)."""
+    is_nb = path.endswith(".ipynb") if notebook is None else notebook
+    result = CheckResult(rules=settings.rules, severity=dict(settings.severity))
+    job = _Job(0, path, source, is_nb)
+    _finish(result, job, _analyse(job, settings.rules, False), settings, report_unused=False)
+    result.files_checked = 0 if result.errors else 1
+    return result
+
+
+def check_paths(
+    paths: Sequence[str],
+    settings: Settings,
+    *,
+    fix: bool = False,
+    diff: bool = False,
+    unsafe_fixes: bool = False,
+    use_cache: bool = True,
+    cache_dir: Optional[str] = None,
+    jobs: Optional[int] = None,
+    report_unused_ignores: bool = False,
+    progress: Optional[Progress] = None,
+) -> CheckResult:
+    """Check files and directories; see the module docstring. ``diff`` computes fixes without writing."""
+    fix_mode = fix or diff
+    result = CheckResult(
+        rules=settings.rules,
+        severity=dict(settings.severity),
+        report_unused_ignores=report_unused_ignores,
+        fix_available=fix_available() if fix_mode else True,
+    )
+    files, errors = discover(list(paths) or ["."], settings)
+    result.errors.extend(errors)
+    cache = Cache(default_cache_dir(settings.root) if cache_dir is None else cache_dir, settings.rules) if use_cache else None
+    total = len(files)
+    done = 0
+
+    pending: List[Tuple[_Job, str, str, Optional[str]]] = []  # job, cache key, digest, encoding
+    finished: List[Tuple[_Job, _Raw, str, str, Optional[str]]] = []
+    for index, sf in enumerate(files):
+        job_or_error = _read(index, sf)
+        if isinstance(job_or_error, str):
+            result.errors.append({"path": sf.path, "message": job_or_error})
+            done += 1
+            if progress:
+                progress(done, total)
+            continue
+        job, digest, encoding, data = job_or_error
+        key = os.path.abspath(sf.path)
+        if fix_mode and result.fix_available:
+            job.fix_select = settings.rules - settings.ignored_for(sf.path)
+        cached = cache.get(key, digest) if cache is not None else None
+        if cached is not None and not (job.fix_select and any(v[6] for v in cached.get("f", ()))):
+            raw = _Raw(error=cached["e"]) if "e" in cached else _Raw(
+                findings=[_finding_from_cache(sf.path, v) for v in cached["f"]]
+            )
+            finished.append((job, raw, key, digest, encoding))
+            done += 1
+            if progress:
+                progress(done, total)
+            continue
+        try:
+            checked_text = _checked_source(job)[0]
+        except _nb.NotebookError as exc:
+            finished.append((job, _Raw(error=str(exc)), key, digest, encoding))
+            done += 1
+            if progress:
+                progress(done, total)
+            continue
+        if not _prefilter(checked_text if job.notebook else data):
+            finished.append((job, _Raw(findings=[]), key, digest, encoding))
+            done += 1
+            if progress:
+                progress(done, total)
+            continue
+        if job.fix_select is not None:
+            # never fix a rule that is suppressed somewhere in this file: the fixer cannot see comments
+            job.fix_select = _fix_select_without_suppressed(job, checked_text, settings.rules)
+        pending.append((job, key, digest, encoding))
+
+    workers = default_jobs() if jobs is None else max(1, jobs)
+    size = sum(len(j.text) for j, *_ in pending)
+    parallel = workers > 1 and len(pending) >= max(PARALLEL_MIN_FILES, 2) and (
+        size >= PARALLEL_MIN_BYTES or len(pending) >= 4 * PARALLEL_MIN_FILES
+    )
+    if parallel:
+        tasks = [(j, settings.rules, unsafe_fixes) for j, *_ in pending]
+        chunk = max(1, min(16, len(tasks) // (workers * 4)))
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_mp_context()) as pool:
+            raws = pool.map(_worker, tasks, chunksize=chunk)
+            for (job, key, digest, encoding), raw in zip(pending, raws):
+                finished.append((job, raw, key, digest, encoding))
+                done += 1
+                if progress:
+                    progress(done, total)
+    else:
+        for job, key, digest, encoding in pending:
+            finished.append((job, _analyse(job, settings.rules, unsafe_fixes), key, digest, encoding))
+            done += 1
+            if progress:
+                progress(done, total)
+
+    for job, raw, key, digest, encoding in sorted(finished, key=lambda item: item[0].index):
+        if raw.new_text is not None:
+            _apply_fix(result, job, raw, encoding, write=fix and not diff)
+        elif cache is not None and raw.fix_error is None and not raw.error_is_internal():
+            if raw.error is not None:
+                cache.put(key, digest, {"e": raw.error})
+            elif raw.findings is not None:
+                cache.put(key, digest, {"f": [_finding_to_cache(f) for f in raw.findings]})
+        _finish(result, job, raw, settings, report_unused=report_unused_ignores)
+    if cache is not None:
+        cache.save()
+
+    result.findings.sort(key=_sort_key)
+    result.errors.sort(key=lambda e: e["path"])
+    result.unused_ignores.sort(key=lambda u: (u.path, u.cell or 0, u.line, u.column))
+    return result
+
+
+def _sort_key(f: Finding):
+    return (f.path, getattr(f, "cell", 0), f.line, f.column, f.rule, f.message)
+
+
+def _read(index: int, sf: SourceFile):
+    """(job, digest, encoding, bytes) or an error message."""
+    try:
+        with open(sf.path, "rb") as fh:
+            data = fh.read()
+    except IsADirectoryError:
+        return "is a directory"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    digest = content_hash(data)
+    if sf.is_notebook:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return "cannot decode notebook as UTF-8"
+        return _Job(index, sf.path, text, True), digest, None, data
+    try:
+        decoded = decode_source(data)
+    except DecodeError as exc:
+        return str(exc)
+    return _Job(index, sf.path, decoded.text, False), digest, decoded.encoding, data
+
+
+def _fix_select_without_suppressed(job: _Job, source: str, rules: FrozenSet[str]) -> FrozenSet[str]:
+    if not might_have_directives(source):
+        return job.fix_select or frozenset()
+    sup = Suppressions(source)
+    blocked: set = set()
+    for directives in sup.directives.values():
+        for d in directives:
+            if d.codes is None:
+                return frozenset()  # a bare suppression: leave this file's code as written
+            blocked |= {r for r in rules for c in d.codes if r.startswith(c)}
+    return frozenset((job.fix_select or frozenset()) - blocked)
+
+
+def _apply_fix(result: CheckResult, job: _Job, raw: _Raw, encoding: Optional[str], write: bool) -> None:
+    old, new = job.text, raw.new_text or job.text
+    result.fixed.extend(raw.fixed)
+    if job.notebook:
+        old_nb, new_nb = _nb.load(old), _nb.load(new)
+        new_cells = {c.index: c.text for c in new_nb.cells}
+        for cell in old_nb.cells:
+            after = new_cells.get(cell.index, cell.text)
+            if after != cell.text:
+                result.diffs.append(_unified(cell.text, after, f"{job.path}:cell {cell.index}"))
+    else:
+        result.diffs.append(_unified(old, new, job.path))
+    if write:
+        try:
+            write_atomic(job.path, new, encoding or "utf-8")
+        except OSError as exc:
+            result.errors.append({"path": job.path, "message": f"cannot write fixed file: {exc.strerror or exc}"})
+            return
+    job.text = new
+
+
+def _unified(old: str, new: str, name: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=f"a/{name}", tofile=f"b/{name}"
+        )
+    )
+
+
+def _finish(result: CheckResult, job: _Job, raw: _Raw, settings: Settings, report_unused: bool) -> None:
+    """Per-file-ignores, suppressions, notebook locations; append to ``result``."""
+    if raw.fix_error:
+        result.errors.append({"path": job.path, "message": raw.fix_error})
+    if raw.error is not None or raw.findings is None:
+        result.errors.append({"path": job.path, "message": raw.error or "not checked"})
+        return
+    result.files_checked += 1
+    nb: Optional[_nb.Notebook] = None
+    source = job.text
+    if job.notebook:
+        nb = _nb.load(job.text)
+        source = nb.source
+    ignored = settings.ignored_for(job.path)
+    active = frozenset(settings.rules - ignored)
+    findings = [f for f in raw.findings if f.rule in active]
+    if findings or (report_unused and might_have_directives(source)):
+        sup = Suppressions(source)
+        findings, _ = sup.filter(findings)
+        if report_unused:
+            for u in sup.unused(job.path, active):
+                if nb is not None:
+                    cell, line = nb.locate(u.line)
+                    u = UnusedIgnore(u.path, line, u.column, u.directive, u.codes, cell)
+                result.unused_ignores.append(u)
+    if nb is not None:
+        findings = [nb.map_finding(f) for f in findings]
+    result.findings.extend(findings)

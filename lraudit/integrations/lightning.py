@@ -1,0 +1,106 @@
+"""Lightning callback: audit the LR of every optimizer a ``Trainer`` steps.
+
+```python
+from lraudit.integrations.lightning import LRAuditCallback
+
+cb = LRAuditCallback(strict=True, out="lr.json")
+trainer = Trainer(callbacks=[cb])
+trainer.fit(model)
+cb.run.lrs()  # the LR every optimizer step used, named like LearningRateMonitor's series
+```
+
+The audit starts at ``on_train_start`` on the raw torch optimizers behind ``trainer.optimizers`` (the
+schedulers of ``configure_optimizers`` already exist then; the audit attributes their steps) and stops
+at ``on_train_end`` (or ``on_exception``), where the report is printed and the trajectory saved on the
+global-zero rank. Under DDP every rank records and the ranks compare at stop (LR016).
+
+Lightning is imported when the class is first used: ``lightning.pytorch`` or ``pytorch_lightning``,
+whichever is installed (both bases when both are already imported, so either ``Trainer`` accepts it).
+"""
+from __future__ import annotations
+
+import sys
+
+from lraudit.integrations import AuditSession, missing_extra
+
+__all__ = ["LRAuditCallback"]
+
+_FLAVOURS = ("lightning.pytorch", "pytorch_lightning")
+_CLASS = None
+
+
+def _callback_bases():
+    imported = [m for m in _FLAVOURS if m in sys.modules]
+    bases = []
+    last = None
+    for name in imported or _FLAVOURS:
+        try:
+            module = __import__(name, fromlist=["Callback"])
+        except ImportError as exc:
+            last = exc
+            continue
+        bases.append(module.Callback)
+        if not imported:
+            break  # nothing imported yet: the first flavour that imports is enough
+    if not bases:
+        raise missing_extra("Lightning", "lightning", last)
+    return tuple(bases)
+
+
+def lightning_order(trainer):
+    """``trainer.optimizers`` ordered as LearningRateMonitor names them: the optimizers of the scheduler
+    configs first (in config order), then the others, so that ``lr-Adam`` / ``lr-Adam-1`` match."""
+    optimizers = list(trainer.optimizers)
+    ordered = []
+    for config in getattr(trainer, "lr_scheduler_configs", None) or []:
+        opt = getattr(getattr(config, "scheduler", None), "optimizer", None)
+        if opt is not None and any(opt is o for o in optimizers) and not any(opt is o for o in ordered):
+            ordered.append(opt)
+    return ordered + [o for o in optimizers if not any(o is x for x in ordered)]
+
+
+class _LRAuditCallbackMixin:
+    def __init__(self, strict: bool = False, expect=None, out=None, report: bool = True, console=None):
+        super().__init__()
+        self._session = AuditSession(strict=strict, expect=expect, out=out, report=report, console=console)
+
+    @property
+    def run(self):
+        """The run of the last (or current) training: ``lrs()``, ``findings``, ``series()``, ``save()``."""
+        return self._session.run
+
+    def on_train_start(self, trainer, pl_module):
+        self._session.start(lightning_order(trainer))
+
+    def on_train_end(self, trainer, pl_module):
+        self._session.stop(None, main_process=_is_global_zero(trainer))
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._session.stop(exception, main_process=_is_global_zero(trainer))
+
+    def teardown(self, trainer, pl_module, stage):
+        if self._session.active:  # fit ended without on_train_end (interrupted, or sanity-check failure)
+            self._session.stop(None, main_process=_is_global_zero(trainer))
+
+
+def _is_global_zero(trainer) -> bool:
+    return bool(getattr(trainer, "is_global_zero", True))
+
+
+def _callback_class():
+    global _CLASS
+    if _CLASS is None:
+        cls = type("LRAuditCallback", (_LRAuditCallbackMixin,) + _callback_bases(), {})
+        cls.__module__ = __name__
+        cls.__doc__ = (
+            "Lightning callback auditing the LR of ``trainer.optimizers``: "
+            "``LRAuditCallback(strict=False, expect=None, out=None)``; the audit is ``callback.run``."
+        )
+        _CLASS = cls
+    return _CLASS
+
+
+def __getattr__(name):
+    if name == "LRAuditCallback":
+        return _callback_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,224 @@
+"""Jupyter notebooks (``.ipynb``): checked as one module, reported per cell.
+
+The code cells are joined in order into one Python source. IPython syntax is neutralised without
+changing the number of lines: ``%magic`` and ``!shell`` lines become ``pass`` (same indentation),
+``x = !ls`` becomes ``x = None``, ``obj?`` becomes ``pass``, and a cell whose cell magic runs another
+language (``%%bash``, ``%%html``, ...) becomes blank lines. Findings are mapped back to
+``cell N, line M``; N counts every cell of the notebook from 1 (markdown cells included), as editors
+number them. Fixes rewrite only the cells they change, and keep the IPython lines of those cells.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from lraudit.findings import Finding
+
+#: Cell magics whose body is still Python (the magic line alone is neutralised).
+PYTHON_CELL_MAGICS = frozenset(
+    {"time", "timeit", "capture", "prun", "debug", "pypy", "python", "python3", "markdown_python", "autoreload"}
+)
+
+_LINE_MAGIC = re.compile(r"^(\s*)[%!]")
+_ASSIGN_MAGIC = re.compile(r"^(\s*)([A-Za-z_][\w.,\s\[\]]*?)\s*=\s*[%!]")
+_HELP = re.compile(r"^(\s*)(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")
+_BOUNDARY = "# lraudit: notebook cell boundary"
+
+
+class NotebookError(Exception):
+    """The file is not a notebook lraudit can read."""
+
+
+@dataclass(frozen=True, order=False)
+class NotebookFinding(Finding):
+    """A finding in a notebook: ``line``/``end_line`` count within ``cell`` (1-based)."""
+
+    cell: int = 0
+
+    def to_json(self) -> dict:
+        data = super().to_json()
+        data["cell"] = self.cell
+        return data
+
+
+@dataclass
+class Cell:
+    index: int  # 1-based position among all the notebook's cells
+    text: str  # original source
+    neutral: str  # IPython syntax neutralised, same number of lines
+    start: int = 0  # 0-based line offset of its first line in the joined source
+    lines: int = 0
+
+
+@dataclass
+class Notebook:
+    data: Dict[str, Any]
+    raw: str
+    cells: List[Cell] = field(default_factory=list)
+    python: bool = True  # False for notebooks of another kernel language (skipped)
+
+    @property
+    def source(self) -> str:
+        """The code cells joined into one module (what the rules see)."""
+        return "".join(_terminated(c.neutral) for c in self.cells)
+
+    # -- locations ----------------------------------------------------------------------------------
+    def locate(self, line: int) -> Tuple[int, int]:
+        """(cell index, line within cell) of 1-based ``line`` of :attr:`source`."""
+        for cell in self.cells:
+            if cell.start < line <= cell.start + cell.lines:
+                return cell.index, line - cell.start
+        if self.cells:
+            last = self.cells[-1]
+            return last.index, max(1, line - last.start)
+        return 1, line
+
+    def map_finding(self, f: Finding) -> NotebookFinding:
+        cell, line = self.locate(f.line)
+        end_cell, end_line = self.locate(max(f.end_line, f.line))
+        end_column = f.end_column
+        if end_cell != cell:  # a range never leaves its cell in the report
+            end_line, end_column = line, f.column
+        return NotebookFinding(
+            f.path, line, f.column, end_line, end_column, f.rule, f.message, f.fixable, cell=cell
+        )
+
+    def describe(self, line: int, column: int = 0) -> str:
+        cell, cline = self.locate(line)
+        return f"cell {cell}:line {cline}" + (f":col {column}" if column else "")
+
+    # -- fixes --------------------------------------------------------------------------------------
+    def fix_source(self) -> str:
+        """The joined source with a boundary comment between cells, for :func:`lraudit.fix` to edit."""
+        return "".join(_terminated(c.neutral) + _BOUNDARY + "\n" for c in self.cells)
+
+    def apply_fixed(self, fixed: str) -> Optional[str]:
+        """The notebook's new JSON text after a fix of :meth:`fix_source`; None when nothing changed.
+
+        Raises NotebookError when the fix broke the cell structure (the notebook is then left alone).
+        """
+        parts = fixed.split(_BOUNDARY + "\n")
+        if len(parts) != len(self.cells) + 1 or parts[-1].strip():
+            raise NotebookError("a fix crossed a cell boundary; notebook left unchanged")
+        changed = False
+        raw_cells = self.data["cells"]
+        for cell, new_neutral in zip(self.cells, parts):
+            if new_neutral == _terminated(cell.neutral):
+                continue
+            new_text = _restore(cell.text, cell.neutral, new_neutral)
+            if not cell.text.endswith("\n") and new_text.endswith("\n"):
+                new_text = new_text[:-1]
+            if new_text == cell.text:
+                continue
+            changed = True
+            raw = raw_cells[cell.index - 1]
+            if isinstance(raw.get("source"), list):
+                raw["source"] = new_text.splitlines(keepends=True)
+            else:
+                raw["source"] = new_text
+            cell.text = new_text
+        if not changed:
+            return None
+        return dumps(self.data, self.raw)
+
+
+def _terminated(text: str) -> str:
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+def _line_count(text: str) -> int:
+    return len(_terminated(text).splitlines()) if text else 0
+
+
+def _restore(original: str, neutral: str, fixed: str) -> str:
+    """Apply the change neutral -> fixed to ``original``, keeping its IPython lines where untouched."""
+    orig_lines = _terminated(original).splitlines(keepends=True)
+    neutral_lines = _terminated(neutral).splitlines(keepends=True)
+    fixed_lines = fixed.splitlines(keepends=True)
+    out: List[str] = []
+    matcher = difflib.SequenceMatcher(a=neutral_lines, b=fixed_lines, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            out.extend(orig_lines[i1:i2])
+        else:
+            out.extend(fixed_lines[j1:j2])
+    return "".join(out)
+
+
+def neutralise(text: str) -> str:
+    """IPython-only syntax of one cell replaced by Python of the same line count."""
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return text
+    first = next((ln for ln in lines if ln.strip()), "")
+    if first.lstrip().startswith("%%"):
+        name = first.lstrip()[2:].split(None, 1)[0] if first.lstrip()[2:].strip() else ""
+        if name not in PYTHON_CELL_MAGICS:
+            return "".join("\n" if ln.endswith("\n") else "" for ln in lines)
+    out: List[str] = []
+    continuation = False
+    for ln in lines:
+        eol = "\n" if ln.endswith("\n") else ""
+        body = ln[: -1] if eol else ln
+        if body.endswith("\r"):
+            body, eol = body[:-1], "\r" + eol
+        if continuation:
+            out.append(eol)
+            continuation = body.rstrip().endswith("\\")
+            continue
+        m = _LINE_MAGIC.match(body)
+        if m:
+            out.append(f"{m.group(1)}pass{eol}")
+            continuation = body.rstrip().endswith("\\")
+            continue
+        m = _ASSIGN_MAGIC.match(body)
+        if m and not body.lstrip().startswith("#"):
+            out.append(f"{m.group(1)}{m.group(2)} = None{eol}")
+            continuation = body.rstrip().endswith("\\")
+            continue
+        m = _HELP.match(body)
+        if m:
+            out.append(f"{m.group(1)}pass{eol}")
+            continue
+        out.append(ln)
+    return "".join(out)
+
+
+def load(raw: str) -> Notebook:
+    """Parse a notebook's JSON text; NotebookError when it is not a notebook."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise NotebookError(f"invalid notebook JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise NotebookError("not a Jupyter notebook (no `cells` list)")
+    nb = Notebook(data=data, raw=raw)
+    meta = data.get("metadata") or {}
+    language = (meta.get("language_info") or {}).get("name") or (meta.get("kernelspec") or {}).get("language")
+    if isinstance(language, str) and language.lower() not in ("python", "python3", "ipython", "ipython3"):
+        nb.python = False
+        return nb
+    offset = 0
+    for index, raw_cell in enumerate(data["cells"], 1):
+        if not isinstance(raw_cell, dict) or raw_cell.get("cell_type") != "code":
+            continue
+        src = raw_cell.get("source", "")
+        text = "".join(src) if isinstance(src, list) else str(src)
+        neutral = neutralise(text)
+        n = _line_count(neutral)
+        nb.cells.append(Cell(index=index, text=text, neutral=neutral, start=offset, lines=n))
+        offset += n
+    return nb
+
+
+def dumps(data: Dict[str, Any], original_raw: str) -> str:
+    """Serialise like Jupyter did for the original file (its indent, non-ASCII kept, final newline)."""
+    m = re.search(r"^\{\s*\n([ \t]+)\"", original_raw)
+    indent: Any = len(m.group(1)) if m else (None if "\n" not in original_raw.strip() else 1)
+    text = json.dumps(data, indent=indent, ensure_ascii=False)
+    if original_raw.endswith("\n"):
+        text += "\n"
+    return text

@@ -1,0 +1,27 @@
+"""Pure renderers of a :class:`lraudit.engine.CheckResult`: text (rich), json, sarif, github.
+
+Each takes the result and returns the whole report as a string; the CLI decides where it goes.
+"""
+from __future__ import annotations
+
+FORMATS = ("text", "json", "sarif", "github")
+
+
+def render(result, fmt: str, *, color: bool = False, quiet: bool = False) -> str:
+    if fmt == "text":
+        from lraudit.report.text import render_text
+
+        return render_text(result, color=color, quiet=quiet)
+    if fmt == "json":
+        from lraudit.report.json_report import render_json
+
+        return render_json(result)
+    if fmt == "sarif":
+        from lraudit.report.sarif import render_sarif
+
+        return render_sarif(result)
+    if fmt == "github":
+        from lraudit.report.github import render_github
+
+        return render_github(result)
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")

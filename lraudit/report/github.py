@@ -1,0 +1,43 @@
+"""``--format github``: GitHub Actions workflow commands, one annotation per finding.
+
+``::error file=train.py,line=12,col=5,title=LR001::message`` (``::warning`` / ``::notice`` by
+severity). Notebook findings carry no line (lines of the JSON file would not match the cell's); their
+message starts with ``cell N:line M``. Files that could not be checked are ``::error`` annotations
+titled ``lraudit``.
+"""
+from __future__ import annotations
+
+from typing import List
+
+_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
+
+
+def _data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _prop(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(result) -> str:
+    lines: List[str] = []
+    for f in result.findings:
+        level = _LEVEL.get(result.severity_of(f), "error")
+        cell = getattr(f, "cell", None)
+        if cell:
+            lines.append(
+                f"::{level} file={_prop(f.path)},title={_prop(f.rule)}::"
+                f"{_data(f'cell {cell}:line {f.line}:col {f.column}: {f.message}')}"
+            )
+        else:
+            lines.append(
+                f"::{level} file={_prop(f.path)},line={f.line},col={f.column},title={_prop(f.rule)}::{_data(f.message)}"
+            )
+    for u in result.unused_ignores if result.report_unused_ignores else ():
+        loc = f"line={u.line},col={u.column}," if u.cell is None else ""
+        msg = u.message if u.cell is None else f"cell {u.cell}:line {u.line}: {u.message}"
+        lines.append(f"::warning file={_prop(u.path)},{loc}title=unused-suppression::{_data(msg)}")
+    for e in result.errors:
+        lines.append(f"::error file={_prop(e['path'])},title=lraudit::{_data(e['message'])}")
+    return "".join(line + "\n" for line in lines)

@@ -1,0 +1,170 @@
+"""``--format text``: ruff-like lines and a rich summary; the only module that styles output.
+
+One line per finding, ``path:line:col: LR001 message`` (notebooks: ``nb.ipynb:cell 3:line 4:col 5:
+LR001 message``), then files that could not be checked (``error: path: message``), then a summary
+(counts per rule, fixable count). ``quiet`` prints the finding and error lines only. Colours are
+applied only when ``color`` is true (the CLI passes it for a terminal, never for a pipe or a file).
+"""
+from __future__ import annotations
+
+import io
+from collections import Counter
+from typing import Callable, ContextManager, Iterator, Optional
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "bold blue"}
+
+
+def _location(f) -> str:
+    cell = getattr(f, "cell", None)
+    if cell:
+        return f"{f.path}:cell {cell}:line {f.line}:col {f.column}"
+    return f"{f.path}:{f.line}:{f.column}"
+
+
+def finding_line(f, severity: str = "error") -> Text:
+    text = Text()
+    text.append(_location(f), style="bold")
+    text.append(": ")
+    text.append(f.rule, style=_SEVERITY_STYLE.get(severity, "bold"))
+    text.append(" ")
+    text.append(f.message)
+    return text
+
+
+def _console(buf: io.StringIO, color: bool) -> Console:
+    return Console(
+        file=buf,
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        highlight=False,
+        emoji=False,
+        soft_wrap=True,
+        width=120,
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def render_text(result, *, color: bool = False, quiet: bool = False) -> str:
+    buf = io.StringIO()
+    console = _console(buf, color)
+    for f in result.findings:
+        console.print(finding_line(f, result.severity_of(f)))
+    if result.report_unused_ignores:
+        for u in result.unused_ignores:
+            loc = f"{u.path}:cell {u.cell}:line {u.line}:col {u.column}" if u.cell is not None else f"{u.path}:{u.line}:{u.column}"
+            line = Text()
+            line.append(loc, style="bold")
+            line.append(": ")
+            line.append(u.message, style="yellow")
+            console.print(line)
+    for e in result.errors:
+        line = Text()
+        line.append("error", style="bold red")
+        line.append(f": {e['path']}: {e['message']}")
+        console.print(line)
+    if quiet:
+        return buf.getvalue()
+
+    n = len(result.findings)
+    if result.fixed:
+        console.print(Text(f"Fixed {_plural(len(result.fixed), 'finding')}.", style="green"))
+    if n:
+        files = len({f.path for f in result.findings})
+        fixable = sum(1 for f in result.findings if f.fixable)
+        if result.findings or result.errors:
+            console.print()
+        summary = Text()
+        summary.append(f"Found {_plural(n, 'finding')} in {_plural(files, 'file')}", style="bold")
+        summary.append(f" ({result.files_checked} checked)")
+        if fixable:
+            summary.append(f"; {fixable} fixable with `--fix`")
+        summary.append(".")
+        console.print(summary)
+        table = Table(show_header=False, box=None, pad_edge=False, padding=(0, 2, 0, 0))
+        counts = Counter(f.rule for f in result.findings)
+        for code, count in sorted(counts.items()):
+            sample = next(f for f in result.findings if f.rule == code)
+            table.add_row(
+                Text(str(count), justify="right"),
+                Text(code, style=_SEVERITY_STYLE.get(result.severity_of(sample), "bold")),
+                sample.name,
+            )
+        console.print(table)
+    elif not result.errors:
+        console.print(Text(f"All checks passed! ({_plural(result.files_checked, 'file')} checked)", style="bold green"))
+    if result.errors:
+        console.print(
+            Text(
+                f"{_plural(len(result.errors), 'file')} could not be checked"
+                f" ({result.files_checked} checked).",
+                style="bold red",
+            )
+        )
+    if result.report_unused_ignores and result.unused_ignores:
+        console.print(Text(f"{_plural(len(result.unused_ignores), 'unused suppression')}.", style="yellow"))
+    return buf.getvalue()
+
+
+def render_diff(result, *, color: bool = False) -> str:
+    """``--diff``: the unified diffs of what ``--fix`` would write, and a one-line summary."""
+    buf = io.StringIO()
+    console = _console(buf, color)
+    for diff in result.diffs:
+        for line in diff.splitlines():
+            style = "green" if line.startswith("+") and not line.startswith("+++") else (
+                "red" if line.startswith("-") and not line.startswith("---") else None
+            )
+            console.print(Text(line, style=style or ""))
+    for e in result.errors:
+        console.print(Text(f"error: {e['path']}: {e['message']}", style="bold red" if color else ""))
+    n = len(result.fixed)
+    if result.diffs:
+        console.print(Text(f"Would fix {_plural(n, 'finding')} in {_plural(len(result.diffs), 'file')}.", style="bold"))
+    elif not result.fix_available:
+        console.print(Text("No fixes available: this lraudit has no fixer installed."))
+    else:
+        console.print(Text("No fixes available."))
+    return buf.getvalue()
+
+
+def progress(enabled: bool, min_files: int = 200) -> ContextManager[Optional[Callable[[int, int], None]]]:
+    """A rich progress bar on stderr, shown only when ``enabled`` (a terminal) and the run has at least
+    ``min_files`` files; yields the engine's ``progress(done, total)`` callback, or None."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def _cm() -> Iterator[Optional[Callable[[int, int], None]]]:
+        if not enabled:
+            yield None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        state: dict = {}
+
+        def update(done: int, total: int) -> None:
+            if "bar" not in state:
+                if total < min_files:
+                    return
+                bar = Progress(
+                    TextColumn("lraudit: checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True,
+                )
+                bar.start()
+                state["bar"], state["task"] = bar, bar.add_task("check", total=total)
+            state["bar"].update(state["task"], completed=done, total=total)
+
+        try:
+            yield update
+        finally:
+            if "bar" in state:
+                state["bar"].stop()
+
+    return _cm()

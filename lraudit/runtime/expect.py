@@ -1,0 +1,153 @@
+"""``expect=``: the trajectory an audit is compared with (LR015).
+
+Accepted forms:
+- a callable ``step -> lr`` (the same LR for every group) or ``step -> [lr per group]``;
+- a sequence, one entry per optimizer step: an LR (every group) or a list (one per group);
+- ``"scheduler"``: what the scheduler attached to the optimizer alone would produce with exactly one
+  scheduler step per optimizer step, computed at the end of the audit on a shadow copy (a copy of the
+  scheduler driving a parameterless copy of the optimizer), never touching the real one;
+- a dict mapping an optimizer (object, index or series name) to one of the above.
+
+Steps count from 0, the first optimizer step inside the audit.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, List, Optional, Tuple
+
+from lraudit.runtime.checker import fmt
+from lraudit.runtime.findings import LRAuditWarning, RuntimeFinding
+from lraudit.runtime.series import close
+
+SCHEDULER = "scheduler"
+_TABLE_ROWS = 5
+
+
+def validate(expect: Any) -> Any:
+    """Reject what can never be an expectation, early (at ``audit(...)``)."""
+    if expect is None:
+        return None
+    if isinstance(expect, Mapping):
+        for v in expect.values():
+            validate(v)
+        return expect
+    if isinstance(expect, str):
+        if expect != SCHEDULER:
+            raise ValueError(f"expect={expect!r}: the only string accepted is 'scheduler'")
+        return expect
+    if callable(expect) or isinstance(expect, Sequence) or (
+            hasattr(expect, "__len__") and hasattr(expect, "__getitem__")):
+        return expect
+    raise TypeError(
+        "expect= takes a callable step -> lr (or -> list per group), a sequence of LRs, 'scheduler', "
+        f"or a dict of those per optimizer; got {type(expect).__name__}")
+
+
+def _row(value: Any, n_groups: int, where: str) -> List[Optional[float]]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_groups:
+            raise ValueError(f"{where} gave {len(value)} LRs for {n_groups} param groups")
+        return [None if v is None else float(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (int, float)):
+        return _row(value.tolist(), n_groups, where)
+    return [float(value)] * n_groups
+
+
+def expected_rows(spec: Any, n_steps: int, n_groups: int) -> Tuple[List[Optional[list]], Optional[int]]:
+    """``(rows, length)``: one expected row per recorded step (None: no expectation at that step);
+    ``length`` is the sequence's length when it differs from the number of steps, else None."""
+    rows: List[Optional[list]] = []
+    if callable(spec):
+        for s in range(n_steps):
+            rows.append(_row(spec(s), n_groups, f"expect({s})"))
+        return rows, None
+    seq = list(spec)
+    for s in range(n_steps):
+        rows.append(_row(seq[s], n_groups, f"expect[{s}]") if s < len(seq) else None)
+    return rows, (len(seq) if len(seq) != n_steps else None)
+
+
+def simulate(snapshot: Tuple[Any, Any], n_steps: int) -> Tuple[List[list], Optional[str]]:
+    """Rows the shadow scheduler gives for ``n_steps`` optimizer steps (one scheduler step between two)."""
+    import torch  # noqa: F401  (the shadow lives in torch)
+
+    from lraudit.runtime.patches import suppressed
+
+    sched, opt = snapshot
+    rows: List[list] = []
+    stopped = None
+    with suppressed(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k in range(n_steps):
+            if k:
+                try:
+                    sched.step()
+                except Exception as exc:  # OneCycleLR past its total: no expectation beyond
+                    stopped = f"{type(sched).__name__} raised {type(exc).__name__} at its step {k}: {exc}"
+                    break
+            rows.append([float(g["lr"]) for g in opt.param_groups])
+    return rows, stopped
+
+
+def compare(name: str, traj: Any, steps: int, rows: List[Optional[list]], rtol: float, atol: float,
+            first: int = 0, length: Optional[int] = None, origin: str = "the expected trajectory",
+            extra: str = "") -> Optional[RuntimeFinding]:
+    """LR015 when the recorded LRs of ``traj`` differ from ``rows`` (rows[i] is for step first + i)."""
+    bad = []  # (step, group, actual, expected)
+    n_bad = 0
+    n_groups = traj.n_groups()
+    values = [traj.values(j) for j in range(n_groups)]
+    starts = [traj.group_start(j) for j in range(n_groups)]
+    for i, row in enumerate(rows):
+        s = first + i
+        if row is None or s >= steps:
+            continue
+        for j, e in enumerate(row):
+            if e is None or j >= n_groups:
+                continue
+            k = s - starts[j]
+            if k < 0 or k >= len(values[j]):
+                continue
+            a = values[j][k]
+            if not close(a, e, rtol, atol):
+                n_bad += 1
+                if len(bad) < _TABLE_ROWS:
+                    bad.append((s, j, a, e))
+    if not bad and length is None:
+        return None
+    lines = []
+    if bad:
+        lines.append(
+            f"the LR of {name} differs from {origin} at {n_bad} (step, group) pair(s) "
+            f"(rtol={rtol:g}, atol={atol:g}); first divergences:")
+        lines.append(f"  {'step':>6}  {'group':>5}  {'actual':>12}  {'expected':>12}")
+        for s, j, a, e in bad:
+            lines.append(f"  {s:>6}  {j:>5}  {fmt(a):>12}  {fmt(e):>12}")
+    if length is not None:
+        lines.append(f"{name} took {steps} optimizer steps but {origin} has {length}.")
+    if extra:
+        lines.append(extra)
+    lines.append("Fix the schedule, or the expectation if the schedule is the intended one.")
+    step, group = (bad[0][0], bad[0][1]) if bad else (min(steps, length or 0), 0)
+    return RuntimeFinding("LR015", "\n".join(lines), step, group, name)
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, LRAuditWarning, stacklevel=4)
+
+
+SpecFor = Callable[[int, Any, str], Any]
+
+
+def spec_for(expect: Any, index: int, opt: Any, name: str) -> Any:
+    """The expectation that applies to one optimizer (``expect`` may be a dict per optimizer)."""
+    if not isinstance(expect, Mapping):
+        return expect
+    for key, spec in expect.items():
+        if key is opt or key == name or (isinstance(key, int) and not isinstance(key, bool) and key == index):
+            return spec
+        inner = getattr(key, "optimizer", None) or getattr(key, "_optimizer", None)
+        if inner is not None and inner is opt:
+            return spec
+    return None

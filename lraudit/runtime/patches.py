@@ -1,0 +1,217 @@
+"""Class-level wrappers that let running audits observe schedulers, optimizer constructions and GradScaler.
+
+Installed when the first audit starts and removed when the last one stops, whatever the order in which
+audits start and stop; while installed they forward events to every running audit. Wrapping the class
+(not the instance) keeps every scheduler's ``__dict__``, and so its ``state_dict()``, untouched, and also
+observes schedulers built before the audit started or inside it.
+
+Observed:
+- ``step`` of every torch scheduler class (LRScheduler subclasses and ReduceLROnPlateau), and of
+  accelerate's ``AcceleratedScheduler`` when accelerate is already imported. A step made while another
+  scheduler step is running (children of SequentialLR / ChainedScheduler) is *nested*: it is not an
+  independent scheduler step. A step made while a scheduler is being constructed is its initial step.
+- ``__init__`` of every scheduler class (outermost call only) and of ``Optimizer``.
+- ``GradScaler.step``: a call that did not reach ``optimizer.step()`` is a step skipped for inf/NaN.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from typing import Any, Callable, List, Tuple
+
+import torch
+from torch.optim import Optimizer
+from torch.optim import lr_scheduler as L
+
+_lock = threading.RLock()
+ACTIVE: List[Any] = []  # running audits
+_patched: List[Tuple[type, str, Any]] = []  # (class, attribute, original entry of cls.__dict__)
+_patched_keys: set = set()
+
+
+class _State:
+    ctor_depth = 0  # scheduler constructors running
+    step_depth = 0  # scheduler steps running
+    suppress = 0  # our own shadow computations
+
+
+state = _State()
+
+
+class suppressed:
+    """Context in which the wrappers forward nothing (shadow schedulers of expect="scheduler")."""
+
+    def __enter__(self):
+        state.suppress += 1
+
+    def __exit__(self, *exc):
+        state.suppress -= 1
+
+
+def _all_subclasses(cls: type) -> List[type]:
+    out, todo, seen = [], [cls], set()
+    while todo:
+        c = todo.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        out.append(c)
+        try:
+            todo.extend(c.__subclasses__())
+        except TypeError:
+            pass
+    return out
+
+
+def _patch(cls: type, name: str, make: Callable[[Any], Any]) -> None:
+    key = (cls, name)
+    if key in _patched_keys or name not in cls.__dict__:
+        return
+    original = cls.__dict__[name]
+    if not callable(original):
+        return
+    wrapper = make(original)
+    wrapper.__lraudit_original__ = original
+    setattr(cls, name, wrapper)
+    _patched.append((cls, name, original))
+    _patched_keys.add(key)
+
+
+# -- wrappers ---------------------------------------------------------------------------------------
+def _sched_step(original):
+    @functools.wraps(original)
+    def step(self, *args, **kwargs):
+        if not ACTIVE or state.suppress:
+            return original(self, *args, **kwargs)
+        if state.ctor_depth:  # an initial step, part of a construction
+            return original(self, *args, **kwargs)
+        if state.step_depth:  # a child of a composite scheduler, or a subclass calling super().step()
+            for a in tuple(ACTIVE):
+                a._on_sched_nested(self)
+            return original(self, *args, **kwargs)
+        audits = tuple(ACTIVE)
+        for a in audits:
+            a._on_sched_begin(self, args, kwargs)
+        state.step_depth += 1
+        error = None
+        try:
+            return original(self, *args, **kwargs)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            state.step_depth -= 1
+            for a in audits:
+                a._on_sched_end(self, error)
+
+    return step
+
+
+def _sched_init(original):
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        if not ACTIVE or state.suppress:
+            return original(self, *args, **kwargs)
+        state.ctor_depth += 1
+        try:
+            original(self, *args, **kwargs)
+        finally:
+            state.ctor_depth -= 1
+        if state.ctor_depth == 0:
+            _patch_class_tree(type(self))  # a scheduler class defined after the audit started
+            for a in tuple(ACTIVE):
+                a._on_sched_created(self)
+
+    return __init__
+
+
+def _opt_init(original):
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if ACTIVE and not state.suppress:
+            for a in tuple(ACTIVE):
+                a._on_optimizer_created(self)
+
+    return __init__
+
+
+def _scaler_step(original):
+    @functools.wraps(original)
+    def step(self, optimizer, *args, **kwargs):
+        if not ACTIVE or state.suppress:
+            return original(self, optimizer, *args, **kwargs)
+        audits = tuple(ACTIVE)
+        marks = [a._scaler_mark(optimizer) for a in audits]
+        out = original(self, optimizer, *args, **kwargs)
+        for a, m in zip(audits, marks):
+            a._scaler_done(optimizer, m)
+        return out
+
+    return step
+
+
+def _patch_class_tree(cls: type) -> None:
+    """Wrap ``step``/``__init__`` of a scheduler class and its scheduler bases, if not yet done."""
+    if not _patched or cls in _seen_classes:
+        return
+    with _lock:
+        for c in cls.__mro__:
+            if c is object:
+                break
+            if issubclass(c, (L.LRScheduler, L.ReduceLROnPlateau)):
+                _patch(c, "step", _sched_step)
+                _patch(c, "__init__", _sched_init)
+        _seen_classes.add(cls)
+
+
+_seen_classes: set = set()
+
+
+def _install() -> None:
+    roots = [L.LRScheduler]
+    if not issubclass(L.ReduceLROnPlateau, L.LRScheduler):  # torch < 2.2
+        roots.append(L.ReduceLROnPlateau)
+    for root in roots:
+        for cls in _all_subclasses(root):
+            _patch(cls, "step", _sched_step)
+            _patch(cls, "__init__", _sched_init)
+            _seen_classes.add(cls)
+    _patch(Optimizer, "__init__", _opt_init)
+    scaler_roots = []
+    amp = getattr(torch, "amp", None)
+    if amp is not None and hasattr(amp, "GradScaler"):
+        scaler_roots.append(amp.GradScaler)
+    elif hasattr(torch.cuda.amp, "GradScaler"):
+        scaler_roots.append(torch.cuda.amp.GradScaler)
+    for root in scaler_roots:
+        for cls in _all_subclasses(root):
+            _patch(cls, "step", _scaler_step)
+    acc = sys.modules.get("accelerate.scheduler")
+    if acc is not None and hasattr(acc, "AcceleratedScheduler"):
+        _patch(acc.AcceleratedScheduler, "step", _sched_step)
+
+
+def _uninstall() -> None:
+    while _patched:
+        cls, name, original = _patched.pop()
+        setattr(cls, name, original)
+    _patched_keys.clear()
+    _seen_classes.clear()
+
+
+def acquire(audit: Any) -> None:
+    with _lock:
+        if not ACTIVE:
+            _install()
+        ACTIVE.append(audit)
+
+
+def release(audit: Any) -> None:
+    with _lock:
+        if audit in ACTIVE:
+            ACTIVE.remove(audit)
+        if not ACTIVE:
+            _uninstall()
+            state.ctor_depth = state.step_depth = 0

@@ -1,0 +1,181 @@
+"""What the audit knows about optimizers and torch schedulers: unwrapping, composition, schedule ends.
+
+Everything here reads Python state only (no tensor is read, no device is synchronised).
+"""
+from __future__ import annotations
+
+import copy
+from bisect import bisect_right
+from typing import Any, List, Optional
+
+import torch
+from torch.optim import Optimizer
+from torch.optim import lr_scheduler as L
+
+_MAX_UNWRAP = 8
+
+
+def unwrap_optimizer(obj: Any) -> Any:
+    """The torch optimizer under framework wrappers.
+
+    accelerate's ``AcceleratedOptimizer`` keeps it in ``.optimizer``, Lightning's ``LightningOptimizer`` in
+    ``._optimizer`` (both pass ``isinstance(x, Optimizer)``, but their ``step`` never runs the hooks).
+    """
+    for _ in range(_MAX_UNWRAP):
+        inner = None
+        for attr in ("_optimizer", "optimizer"):
+            cand = getattr(obj, attr, None) if not isinstance(obj, type) else None
+            if cand is not None and cand is not obj and isinstance(cand, Optimizer):
+                inner = cand
+                break
+        if inner is None:
+            return obj
+        obj = inner
+    return obj
+
+
+def underlying_scheduler(obj: Any) -> Any:
+    """The torch scheduler under accelerate's ``AcceleratedScheduler`` (``.scheduler``)."""
+    for _ in range(_MAX_UNWRAP):
+        if is_scheduler(obj):
+            return obj
+        inner = getattr(obj, "scheduler", None)
+        if inner is None or inner is obj:
+            return obj
+        obj = inner
+    return obj
+
+
+def is_scheduler(obj: Any) -> bool:
+    return isinstance(obj, (L.LRScheduler, L.ReduceLROnPlateau))
+
+
+def scheduler_optimizer(sched: Any) -> Optional[Optimizer]:
+    opt = getattr(sched, "optimizer", None)
+    if opt is None:
+        return None
+    opt = unwrap_optimizer(opt)
+    return opt if isinstance(opt, Optimizer) else None
+
+
+def children(sched: Any) -> List[Any]:
+    """The schedulers a SequentialLR / ChainedScheduler (or a look-alike) composes."""
+    kids = getattr(sched, "_schedulers", None)
+    if isinstance(kids, (list, tuple)):
+        return [k for k in kids if is_scheduler(k)]
+    return []
+
+
+def active_children(sched: Any) -> List[Any]:
+    """The schedulers whose state decides the LR right now."""
+    kids = children(sched)
+    if not kids:
+        return [sched]
+    if isinstance(sched, L.SequentialLR):
+        idx = bisect_right(sched._milestones, sched.last_epoch)
+        idx = min(idx, len(kids) - 1)
+        return active_children(kids[idx])
+    out: List[Any] = []
+    for k in kids:
+        out.extend(active_children(k))
+    return out
+
+
+def has_end(sched: Any) -> bool:
+    """Whether ``past_end`` can ever say something about this scheduler (or one it composes)."""
+    kids = children(sched)
+    if kids:
+        return any(has_end(k) for k in kids)
+    return isinstance(sched, (L.OneCycleLR, L.CosineAnnealingLR))
+
+
+def past_end(sched: Any) -> Optional[str]:
+    """Why the LR this scheduler last computed lies past its schedule's end, or None.
+
+    OneCycleLR: ``last_epoch >= total_steps`` (its last step is ``total_steps - 1``); CosineAnnealingLR:
+    ``last_epoch > T_max`` (from there the cosine climbs again).
+    """
+    for s in active_children(sched):
+        if isinstance(s, L.OneCycleLR):
+            if s.last_epoch >= s.total_steps:
+                return (
+                    f"OneCycleLR is at step {s.last_epoch} of a schedule of total_steps={s.total_steps} "
+                    f"(its last step is {s.total_steps - 1})"
+                )
+        elif isinstance(s, L.CosineAnnealingLR):
+            if s.last_epoch > s.T_max:
+                return (
+                    f"CosineAnnealingLR is at epoch {s.last_epoch} of T_max={s.T_max}: past T_max the "
+                    "cosine climbs back towards the initial LR"
+                )
+    return None
+
+
+def _same_callable(fns: Any) -> bool:
+    fns = list(fns or ())
+    return all(f is fns[0] for f in fns)
+
+
+def ratio_preserving(sched: Any) -> bool:
+    """True when the scheduler keeps the ratios between its groups' LRs (lr_g = base_g * f(t))."""
+    kids = children(sched)
+    if kids:
+        return all(ratio_preserving(k) for k in kids)
+    if isinstance(sched, (L.StepLR, L.MultiStepLR, L.ExponentialLR, L.LinearLR, L.ConstantLR,
+                          L.PolynomialLR, L.OneCycleLR)):
+        return True
+    if isinstance(sched, (L.LambdaLR, L.MultiplicativeLR)):
+        return _same_callable(getattr(sched, "lr_lambdas", ()))
+    if isinstance(sched, (L.CosineAnnealingLR, L.CosineAnnealingWarmRestarts)):
+        return getattr(sched, "eta_min", 1) == 0
+    return False
+
+
+def describe(sched: Any) -> str:
+    return type(sched).__name__
+
+
+# -- shadow copies for expect="scheduler" ---------------------------------------------------------
+class _ShadowOptimizer(Optimizer):
+    """A parameterless stand-in with the real optimizer's groups and defaults; its step does nothing."""
+
+    def __init__(self, real: Optimizer) -> None:
+        groups = []
+        for g in real.param_groups:
+            group = {}
+            for k, v in g.items():
+                if k == "params":
+                    continue
+                group[k] = v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+            group["params"] = [torch.zeros(1)]
+            groups.append(group)
+        super().__init__(groups, dict(real.defaults))
+
+    def step(self, closure=None):  # noqa: D401 - nothing to update
+        return None
+
+
+def _clone(sched: Any, memo: dict) -> Any:
+    if id(sched) in memo:
+        return memo[id(sched)]
+    new = object.__new__(type(sched))
+    memo[id(sched)] = new
+    for k, v in sched.__dict__.items():
+        if k == "_schedulers" and isinstance(v, (list, tuple)):
+            new.__dict__[k] = type(v)(_clone(c, memo) if is_scheduler(c) else c for c in v)
+            continue
+        try:
+            new.__dict__[k] = copy.deepcopy(v, memo)
+        except Exception:  # e.g. an unpicklable callable: shared, schedulers never mutate those
+            new.__dict__[k] = v
+    return new
+
+
+def shadow_copy(sched: Any, opt: Optimizer):
+    """A copy of ``sched`` driving a shadow of ``opt``: stepping it never touches the real optimizer."""
+    shadow_opt = _ShadowOptimizer(opt)
+    memo = {id(opt): shadow_opt}
+    raw = getattr(sched, "optimizer", None)
+    if raw is not None:
+        memo[id(raw)] = shadow_opt
+    return _clone(sched, memo), shadow_opt

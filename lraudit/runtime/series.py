@@ -1,0 +1,224 @@
+"""Compressed storage of LR trajectories (pure Python, no torch).
+
+A :class:`Series` keeps one param group's values as runs of equal values: a run of length one costs
+one float (8 bytes), a longer run 24 bytes, whatever its length. A :class:`Trajectory` keeps the rows
+(one value per param group) of one optimizer: identical consecutive rows are counted, not stored, and
+a group whose values have so far been identical to an earlier group's stores nothing (the frequent
+"decay / no-decay" split of one LR into two groups).
+"""
+from __future__ import annotations
+
+import sys
+from array import array
+from typing import List, Optional, Sequence
+
+
+def same(a: float, b: float) -> bool:
+    """Equality that also holds for two NaNs."""
+    return a == b or (a != a and b != b)
+
+
+class Series:
+    """Run-length encoded float series: ``vals`` per run; ``rep_at``/``rep_len`` for runs longer than one."""
+
+    __slots__ = ("vals", "rep_at", "rep_len", "n")
+
+    def __init__(self) -> None:
+        self.vals = array("d")
+        self.rep_at = array("q")  # index into vals of each run longer than one
+        self.rep_len = array("q")  # its length
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def append(self, value: float, count: int = 1) -> None:
+        if count <= 0:
+            return
+        vals = self.vals
+        if vals and same(vals[-1], value):
+            last = len(vals) - 1
+            if self.rep_at and self.rep_at[-1] == last:
+                self.rep_len[-1] += count
+            else:
+                self.rep_at.append(last)
+                self.rep_len.append(1 + count)
+        else:
+            vals.append(value)
+            if count > 1:
+                self.rep_at.append(len(vals) - 1)
+                self.rep_len.append(count)
+        self.n += count
+
+    def pop(self) -> float:
+        if not self.n:
+            raise IndexError("pop from an empty Series")
+        last = len(self.vals) - 1
+        value = self.vals[last]
+        if self.rep_at and self.rep_at[-1] == last:
+            self.rep_len[-1] -= 1
+            if self.rep_len[-1] == 1:
+                self.rep_at.pop()
+                self.rep_len.pop()
+        else:
+            self.vals.pop()
+        self.n -= 1
+        return value
+
+    def last(self) -> float:
+        return self.vals[-1]
+
+    def copy(self) -> "Series":
+        new = Series()
+        new.vals = array("d", self.vals)
+        new.rep_at = array("q", self.rep_at)
+        new.rep_len = array("q", self.rep_len)
+        new.n = self.n
+        return new
+
+    def runs(self):
+        """Yield ``(value, length)`` pairs."""
+        reps = dict(zip(self.rep_at, self.rep_len))
+        for i, v in enumerate(self.vals):
+            yield v, reps.get(i, 1)
+
+    def to_list(self) -> List[float]:
+        out: List[float] = []
+        for v, k in self.runs():
+            if k == 1:
+                out.append(v)
+            else:
+                out.extend([v] * k)
+        return out
+
+    def nbytes(self) -> int:
+        return sum(
+            sys.getsizeof(a) for a in (self.vals, self.rep_at, self.rep_len)
+        ) + sys.getsizeof(self)
+
+
+class _Group:
+    __slots__ = ("start", "series", "alias")
+
+    def __init__(self, start: int, alias: Optional[int]) -> None:
+        self.start = start  # index of the first row this group has a value in
+        self.series: Optional[Series] = None if alias is not None else Series()
+        self.alias = alias  # index of an earlier group with identical values so far
+
+
+class Trajectory:
+    """The rows of one optimizer: ``row[j]`` is the LR group j used at one optimizer step.
+
+    Rows may grow (``add_param_group``): a new group starts at the row where it first appears.
+    """
+
+    __slots__ = ("groups", "n", "_row", "_rep", "_flushed")
+
+    def __init__(self) -> None:
+        self.groups: List[_Group] = []
+        self.n = 0  # rows recorded
+        self._row: Optional[list] = None  # the last row, repeated _rep times, not yet in the series
+        self._rep = 0
+        self._flushed = 0  # rows written into the series
+
+    # -- recording -------------------------------------------------------------------------------
+    def append(self, row: list) -> None:
+        if self._rep and row == self._row:
+            self._rep += 1
+        else:
+            self._flush()
+            self._row = row
+            self._rep = 1
+        self.n += 1
+
+    @property
+    def last_row(self) -> Optional[list]:
+        return self._row if self._rep else None
+
+    def pop(self) -> None:
+        """Forget the last row (an optimizer step whose update was skipped)."""
+        if not self.n:
+            return
+        if self._rep:
+            self._rep -= 1
+        else:  # only reached when the last row was already flushed
+            for g in self.groups:
+                if g.series is not None and g.start < self._flushed:
+                    g.series.pop()
+            self._flushed -= 1
+        self.n -= 1
+
+    def replace_last(self, row: list) -> None:
+        self.pop()
+        self.append(row)
+
+    def _flush(self) -> None:
+        rep, row = self._rep, self._row
+        if not rep:
+            return
+        groups = self.groups
+        start = self._flushed
+        # first split the aliases that leave their group (copying it before it gets this row)
+        for j in range(min(len(row), len(groups))):
+            g = groups[j]
+            if g.alias is not None and not same(row[g.alias], row[j]):
+                g.series = groups[g.alias].series.copy()  # type: ignore[union-attr]
+                g.alias = None
+        for j, v in enumerate(row):
+            if j >= len(groups):
+                alias = None
+                for i in range(len(groups)):
+                    gi = groups[i]
+                    if gi.alias is None and gi.start == start and same(row[i], v):
+                        alias = i
+                        break
+                groups.append(_Group(start, alias))
+            g = groups[j]
+            if g.alias is None:
+                g.series.append(v, rep)  # type: ignore[union-attr]
+        self._flushed += rep
+        self._rep = 0
+
+    # -- reading ---------------------------------------------------------------------------------
+    def n_groups(self) -> int:
+        pending = len(self._row) if self._rep and self._row is not None else 0
+        return max(len(self.groups), pending)
+
+    def group_start(self, j: int) -> int:
+        if j < len(self.groups):
+            return self.groups[j].start
+        return self._flushed
+
+    def values(self, j: int) -> List[float]:
+        out: List[float] = []
+        if j < len(self.groups):
+            g = self.groups[j]
+            src = g
+            while src.alias is not None:
+                src = self.groups[src.alias]
+            out = src.series.to_list()  # type: ignore[union-attr]
+        if self._rep and self._row is not None and j < len(self._row):
+            out.extend([self._row[j]] * self._rep)
+        return out
+
+    def nbytes(self) -> int:
+        total = sys.getsizeof(self) + sys.getsizeof(self.groups)
+        for g in self.groups:
+            total += sys.getsizeof(g)
+            if g.series is not None:
+                total += g.series.nbytes()
+        return total
+
+
+def close(a: float, b: float, rtol: float, atol: float) -> bool:
+    if a != a or b != b:
+        return a != a and b != b
+    if a == b:
+        return True
+    return abs(a - b) <= atol + rtol * abs(b)
+
+
+def first_mismatches(actual: Sequence[float], expected: Sequence[float], rtol: float, atol: float):
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        if not close(a, e, rtol, atol):
+            yield i, a, e

@@ -1,0 +1,286 @@
+"""One audited optimizer: reads its LRs at each observation and feeds its :class:`Checker`.
+
+Float LRs (and tensor LRs on the CPU) are read and checked at once. A tensor LR on an accelerator is
+never read during the run: each observation is copied on the device (``detach().clone()`` semantics,
+one small kernel), the copies are concatenated per chunk and moved to pinned host memory
+asynchronously, and the chunk's observations are replayed through the same checker once its copy has
+completed (``Event.query()``, which never blocks) or at the end of the audit.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, List, Optional
+
+import torch
+from torch import Tensor
+
+from lraudit.runtime.checker import Checker
+
+# Event kinds of the device queue
+START, PRE, POST, SB, SE, CTOR, ATTACH, OPTCTOR, LB, LE, SKIP, NOTE, STOP = range(13)
+
+CHUNK = 1024  # observations per device chunk
+FORCE_DEVICE_PATH = False  # tests: send CPU tensor LRs through the device path too
+
+_SKIP_DIRS = tuple(
+    os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+    for m in (torch, sys.modules[__name__.rsplit(".", 1)[0]])
+    if getattr(m, "__file__", None)
+)
+
+
+def _location() -> Optional[str]:
+    """file:line of the innermost frame outside torch and lraudit.runtime (the user's training code)."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not fn.startswith(_SKIP_DIRS) and not fn.startswith("<frozen"):
+            return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return None
+
+
+class _DeviceQueue:
+    """Observations whose values stay on the device until they can be read without a sync."""
+
+    def __init__(self, device: torch.device, tracker: "Tracker") -> None:
+        self.device = device
+        self.tracker = tracker
+        self.rows: List[Tensor] = []
+        self.widths: List[int] = []
+        self.events: List[tuple] = []  # (kind, row index or -1, a, b)
+        self.sealed: List[tuple] = []  # (host tensor, cuda event or None, events, widths)
+
+    def push(self, kind: int, row: Optional[Tensor], a: Any = None, b: Any = None) -> None:
+        if row is not None:
+            self.rows.append(row)
+            self.widths.append(row.shape[0])
+            self.events.append((kind, len(self.rows) - 1, a, b))
+        else:
+            self.events.append((kind, -1, a, b))
+        if len(self.rows) >= CHUNK:
+            self.seal()
+            self.drain(wait=False)
+
+    def seal(self) -> None:
+        if not self.events:
+            return
+        host, ev = None, None
+        if self.rows:
+            flat = torch.cat(self.rows)
+            if flat.device.type == "cpu":
+                host = flat
+            elif flat.device.type == "cuda":
+                host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+                host.copy_(flat, non_blocking=True)
+                ev = torch.cuda.Event()
+                ev.record()
+            else:  # other accelerators: keep it there, read it at the end
+                host = flat
+        self.sealed.append((host, ev, self.events, self.widths))
+        self.rows, self.widths, self.events = [], [], []
+
+    def drain(self, wait: bool) -> None:
+        tracker = self.tracker
+        while self.sealed:
+            host, ev, events, widths = self.sealed[0]
+            if ev is not None and not ev.query():
+                if not wait:
+                    return
+                ev.synchronize()  # only at the end of the audit
+            elif host is not None and host.device.type != "cpu" and not wait:
+                return
+            values = host.tolist() if host is not None else []
+            offsets = []
+            off = 0
+            for w in widths:
+                offsets.append(off)
+                off += w
+            self.sealed.pop(0)
+            for kind, ri, a, b in events:
+                if ri >= 0:
+                    seg = values[offsets[ri]:offsets[ri] + widths[ri]]
+                    tracker.replay(kind, seg[:-1], seg[-1], a, b)
+                else:
+                    tracker.replay(kind, None, 0.0, a, b)
+
+
+class Tracker:
+    def __init__(self, opt: Any, name: str, sched_name, prior: bool) -> None:
+        self.opt = opt
+        self.name = name
+        self.cls = type(opt).__name__
+        self.group_names: List[str] = []
+        self.checker = Checker(name, sched_name, where=self._where, prior=prior)
+        self.queue: Optional[_DeviceQueue] = None  # set once an accelerator tensor LR is seen
+        self.pre_count = 0
+        self.handles: List[Any] = []
+        self._param_ids: Optional[set] = None
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _names(self, groups) -> None:
+        for i in range(len(self.group_names), len(groups)):
+            n = groups[i].get("name")
+            self.group_names.append(n if isinstance(n, str) and n else f"pg{i + 1}")
+        self._param_ids = None
+
+    def read(self) -> Optional[list]:
+        """Every group's LR as floats, or None once the LRs live on an accelerator."""
+        groups = self.opt.param_groups
+        if len(groups) != len(self.group_names):
+            self._names(groups)
+        vals = [g["lr"] for g in groups]
+        for v in vals:
+            if type(v) is not float:
+                return self._convert(vals)
+        return vals
+
+    def _convert(self, vals: list) -> Optional[list]:
+        out = []
+        for v in vals:
+            if isinstance(v, Tensor):
+                if v.device.type != "cpu" or FORCE_DEVICE_PATH:
+                    self._to_device_mode(v.device)
+                    return None
+                out.append(float(v))
+            else:
+                out.append(float(v))
+        return out
+
+    def _to_device_mode(self, device: torch.device) -> None:
+        if self.queue is None:
+            self.queue = _DeviceQueue(device, self)
+
+    def _row(self, extra: Any = None) -> Tensor:
+        """This observation's LRs (and found_inf) as one float64 vector on the device: no sync."""
+        groups = self.opt.param_groups
+        if len(groups) != len(self.group_names):
+            self._names(groups)
+        dev = self.queue.device  # type: ignore[union-attr]
+        parts = []
+        for g in groups:
+            v = g["lr"]
+            if isinstance(v, Tensor):
+                parts.append(v.detach().reshape(()).to(device=dev, dtype=torch.float64, copy=True))
+            else:
+                parts.append(torch.full((), float(v), dtype=torch.float64, device=dev))
+        if isinstance(extra, Tensor):
+            parts.append(extra.detach().reshape(()).to(device=dev, dtype=torch.float64, copy=True))
+        else:
+            parts.append(torch.full((), float(extra or 0.0), dtype=torch.float64, device=dev))
+        return torch.stack(parts)
+
+    def _where(self, at: str) -> Optional[str]:
+        if self.queue is not None:
+            return None
+        loc = _location()
+        return f"at {loc}" if loc else None
+
+    # -- observations ----------------------------------------------------------------------------
+    def observe(self, kind: int, a: Any = None, b: Any = None) -> None:
+        if self.queue is None:
+            vals = self.read()
+            if vals is not None:
+                self._feed(kind, vals, 0.0, a, b)
+                return
+        self.queue.push(kind, self._row(), a, b)  # type: ignore[union-attr]
+
+    def sched_begin(self, sid: int) -> None:
+        if self.queue is None:
+            vals = self.read()
+            if vals is not None:
+                self.checker.sched_begin(vals, sid)
+                return
+        self.queue.push(SB, self._row(), sid)  # type: ignore[union-attr]
+
+    def sched_end(self, sid: int, why: Optional[str]) -> None:
+        if self.queue is None:
+            vals = self.read()
+            if vals is not None:
+                self.checker.sched_end(vals, sid, why)
+                return
+        self.queue.push(SE, self._row(), sid, why)  # type: ignore[union-attr]
+
+    def event(self, kind: int, a: Any = None, b: Any = None) -> None:
+        """An event without values (a skipped step, an attachment, a note)."""
+        if self.queue is None:
+            self._feed(kind, None, 0.0, a, b)
+        else:
+            self.queue.push(kind, None, a, b)
+
+    def on_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
+        self.pre_count += 1
+        if self.queue is None:
+            vals = self.read()
+            if vals is not None:
+                self.checker.pre(vals)
+                return
+        self.queue.push(PRE, self._row())  # type: ignore[union-attr]
+
+    def on_post(self, opt: Any, args: Any, kwargs: Any) -> None:
+        fi = getattr(opt, "found_inf", None)
+        if self.queue is None:
+            if fi is not None and isinstance(fi, Tensor):
+                if fi.device.type != "cpu" or FORCE_DEVICE_PATH:
+                    self._to_device_mode(fi.device)
+                else:
+                    fi = float(fi)
+            if self.queue is None:
+                vals = self.read()
+                if vals is not None:
+                    self.checker.post(vals, fi or 0.0)
+                    return
+        self.queue.push(POST, self._row(fi))  # type: ignore[union-attr]
+
+    def _feed(self, kind: int, vals: Optional[list], extra: float, a: Any, b: Any) -> None:
+        c = self.checker
+        if kind == PRE:
+            c.pre(vals)  # type: ignore[arg-type]
+        elif kind == POST:
+            c.post(vals, extra)  # type: ignore[arg-type]
+        elif kind == SB:
+            c.sched_begin(vals, a)  # type: ignore[arg-type]
+        elif kind == SE:
+            c.sched_end(vals, a, b)  # type: ignore[arg-type]
+        elif kind == CTOR:
+            c.ctor(vals, a, b)  # type: ignore[arg-type]
+        elif kind == ATTACH:
+            c.attach(a)
+        elif kind == OPTCTOR:
+            c.opt_ctor(a)
+        elif kind == LB:
+            c.load_begin(vals)  # type: ignore[arg-type]
+        elif kind == LE:
+            c.load_end(vals)  # type: ignore[arg-type]
+        elif kind == SKIP:
+            c.skip()
+        elif kind == NOTE:
+            c.note(a, b)
+        elif kind == START:
+            c.start(vals)  # type: ignore[arg-type]
+        elif kind == STOP:
+            c.stop(vals)
+
+    def replay(self, kind: int, vals: Optional[list], extra: float, a: Any, b: Any) -> None:
+        self._feed(kind, vals, extra, a, b)
+
+    def flush(self, wait: bool) -> None:
+        if self.queue is not None:
+            if wait:
+                self.queue.seal()
+            self.queue.drain(wait)
+
+    # -- parameters ------------------------------------------------------------------------------
+    def param_ids(self) -> set:
+        if self._param_ids is None:
+            self._param_ids = {id(p) for g in self.opt.param_groups for p in g["params"]}
+        return self._param_ids
+
+    def remove_hooks(self) -> None:
+        while self.handles:
+            h = self.handles.pop()
+            try:
+                h.remove()
+            except Exception:  # pragma: no cover - a handle whose dict is gone
+                pass

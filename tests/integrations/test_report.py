@@ -1,0 +1,152 @@
+"""`lraudit report` and the pieces behind it: rendering a trajectory file, sparklines, the PNG."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from lraudit.cli_runtime import report_command
+from lraudit.runtime import plot as plot_mod
+from lraudit.runtime.trajectory_report import (
+    TrajectoryError,
+    count_changes,
+    load_trajectory,
+    render_text,
+    sparkline,
+    stats,
+)
+
+from .conftest import ROOT, step_trajectory
+
+
+def test_stats_and_changes():
+    lrs = [0.1, 0.1, 0.05, 0.05, 0.2, math.nan, math.nan]
+    st = stats(lrs)
+    assert (st["start"], st["min"], st["max"]) == (0.1, 0.05, 0.2)
+    assert math.isnan(st["end"])
+    assert count_changes(lrs) == 3  # NaN followed by NaN is no change
+    assert stats([]) is None
+
+
+def test_sparkline_shapes():
+    assert sparkline([0.1] * 10, 5) == "▄▄▄▄▄"
+    down = sparkline([1.0, 0.5, 0.25, 0.125], 4)
+    assert down[0] == "█" and down[-1] == "▁" and list(down) == sorted(down, reverse=True)
+    assert sparkline(list(range(1000)), 20) == "".join(sorted(sparkline(list(range(1000)), 20)))
+    assert len(sparkline(list(range(1000)), 20)) == 20
+    assert len(sparkline([1.0, 2.0], 20)) == 2  # never wider than the series
+    assert sparkline([1.0, math.inf, 1.0], 3)[1] == "!"
+    assert sparkline([], 10) == ""
+
+
+def test_render_text_table_and_findings():
+    text = render_text(step_trajectory(), width=120)
+    assert "lr-SGD (SGD, 50 optimizer steps)" in text
+    assert "lr-AdamW (AdamW, 50 optimizer steps)" in text
+    sgd_row = next(line for line in text.splitlines() if line.strip().startswith("pg1"))
+    assert sgd_row.split()[1:6] == ["0.1", "0.00625", "0.1", "0.00625", "4"]
+    head_row = next(line for line in text.splitlines() if line.strip().startswith("head "))
+    assert "LR002" in head_row and head_row.split()[1] == "0.0002" and head_row.split()[3] == "0.005"
+    body_row = next(line for line in text.splitlines() if line.strip().startswith("backbone"))
+    assert "LR002" not in body_row
+    assert "▁" in sgd_row and "█" in sgd_row  # the sparkline column fits at 120 columns
+    assert "1 finding:" in text
+    assert "LR002 manual-lr-write-with-scheduler (lr-AdamW/head, step 20): the LR of group head" in text
+
+
+def test_render_text_narrow_terminal_puts_sparklines_under_the_table():
+    text = render_text(step_trajectory(), width=80)
+    # Tables fit; finding lines are one line each (soft-wrapped by the terminal, greppable in logs).
+    assert max(len(line.rstrip()) for line in text.splitlines() if not line.startswith("LR0")) <= 80
+    assert "LR002 manual-lr-write-with-scheduler (lr-AdamW/head, step 20): the LR of group head changed" in text
+    spark_lines = [line for line in text.splitlines() if line.strip().startswith(("backbone ", "head "))
+                   and "▁" in line]
+    assert len(spark_lines) == 2
+
+
+def test_render_empty_and_clean():
+    assert "no optimizer was stepped" in render_text({"version": 1, "optimizers": [], "findings": []})
+    data = step_trajectory()
+    data["findings"] = []
+    assert "No findings." in render_text(data)
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [("{not json", "is not JSON"), (json.dumps({"version": 2, "optimizers": []}), "version 2"),
+     (json.dumps({"version": 1}), "no 'optimizers' list"),
+     (json.dumps({"version": 1, "optimizers": [{"name": "lr-SGD", "groups": [{"name": "pg1"}]}]}), "no 'lr' list")],
+)
+def test_load_rejects_what_is_not_a_trajectory(tmp_path, content, reason):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(TrajectoryError, match=reason):
+        load_trajectory(path)
+    result = CliRunner().invoke(report_command, [str(path)])
+    assert result.exit_code == 2 and reason in result.output
+
+
+def test_cli_report_missing_file(tmp_path):
+    result = CliRunner().invoke(report_command, [str(tmp_path / "nope.json")])
+    assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def _png(path):
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return matplotlib.image.imread(str(path))
+
+
+def _red_pixels(img):
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    return int(((r > 0.9) & (g < 0.2) & (b < 0.2)).sum())
+
+
+def test_cli_report_with_png(trajectory_file, tmp_path):
+    out, out_log = tmp_path / "lr.png", tmp_path / "lr-log.png"
+    result = CliRunner().invoke(report_command, [str(trajectory_file), "--png", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "lr-AdamW" in result.output and f"plot written to {out}" in result.output
+    img = _png(out)
+    assert img.shape[:2] == (528, 990)  # 9 x 4.8 inches at 110 dpi
+    assert _red_pixels(img) > 20  # the finding's red cross and label are drawn
+    result = CliRunner().invoke(report_command, [str(trajectory_file), "--png", str(out_log), "--log"])
+    assert result.exit_code == 0, result.output
+    assert out_log.read_bytes() != out.read_bytes()
+
+
+def test_plot_handles_zero_nan_and_empty(tmp_path):
+    data = {"version": 1, "optimizers": [
+        {"name": "lr-SGD", "class": "SGD", "steps": 4, "groups": [{"name": "pg1", "lr": [0.0, 0.1, math.nan, 0.1]}]},
+        {"name": "lr-Adam", "class": "Adam", "steps": 0, "groups": [{"name": "pg1", "lr": []}]}],
+        "findings": [{"rule": "LR014", "message": "NaN LR", "step": 3, "group": 0, "optimizer": "lr-SGD"},
+                     {"rule": "LR005", "message": "never stepped", "step": None, "group": None, "optimizer": None}]}
+    for log in (False, True):
+        path = plot_mod.plot_trajectory(data, tmp_path / f"z{log}.png", log=log)
+        assert _red_pixels(_png(tmp_path / f"z{log}.png")) > 0, path  # LR014 at a NaN: a red vertical line
+    plot_mod.plot_trajectory({"version": 1, "optimizers": [], "findings": []}, tmp_path / "empty.png")
+    assert _png(tmp_path / "empty.png").shape[:2] == (528, 990)
+
+
+def test_plot_without_matplotlib_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"lraudit\[plot\]"):
+        plot_mod.plot_trajectory(step_trajectory(), tmp_path / "x.png")
+
+
+def test_lraudit_report_needs_no_torch(trajectory_file, tmp_path):
+    code = (
+        "import sys\n"
+        "from lraudit.cli import main\n"
+        "try:\n"
+        "    main(['report', sys.argv[1], '--png', sys.argv[2]])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(trajectory_file), str(tmp_path / "x.png")],
+                   cwd=ROOT, check=True, timeout=60)
