@@ -141,9 +141,13 @@ _RULES = (
         static="a torch scheduler built and never stepped nor handed on (returned, passed to a framework, "
         "accelerate.prepare, Trainer(optimizers=...))",
         runtime="a scheduler attached but never stepped while the optimizer stepped",
-        what="Finds a torch LR scheduler that is constructed, never stepped, and never handed to anything "
-        "that could step it (returned, stored for another method, passed to a call).",
-        why="The schedule you configured never happens: the whole run trains at the initial LR.",
+        what="Finds a torch LR scheduler that is constructed while the optimizer it drives steps in the same "
+        "module, but that is never stepped and never handed to anything that could step it: not returned, "
+        "not passed to a call, a framework or `accelerator.prepare`, not composed into SequentialLR or "
+        "ChainedScheduler, not stored where another module may read it. A scheduler kept on `self` is only "
+        "reported when its class has no base class and trains its own optimizer.",
+        why="The schedule you configured never happens: the whole run trains at the LR the scheduler set "
+        "when it was built (the initial LR, or the first warm-up value), and nothing reports it.",
         example="scheduler = CosineAnnealingLR(optimizer, T_max=epochs)\nfor epoch in range(epochs):\n"
         "    train(model, optimizer, loader)",
         use_instead="scheduler = CosineAnnealingLR(optimizer, T_max=epochs)\nfor epoch in range(epochs):\n"
@@ -159,7 +163,10 @@ _RULES = (
         fix=FIX_NONE,
         static="scheduler or optimizer constructed inside the training loop: its state restarts every iteration",
         runtime="a new scheduler/optimizer restarts the trajectory",
-        what="Finds an optimizer or a torch scheduler built inside the loop that steps it.",
+        what="Finds an optimizer or a torch scheduler built unconditionally inside the loop that also steps "
+        "it (an epoch or batch loop, also through same-module helpers). Loops over folds, trials, configs, "
+        "models, tasks or learning rates, and loops that rebuild the model or the parameters the optimizer "
+        "is given, are sweeps where a fresh optimizer is right: they are not reported.",
         why="Each iteration gets a fresh object: the scheduler restarts its schedule (the LR never "
         "decays) and the optimizer forgets its momentum and Adam moments.",
         example="for epoch in range(epochs):\n    scheduler = StepLR(optimizer, 10)\n    train(...)\n"
@@ -241,7 +248,11 @@ _RULES = (
         static="a checkpoint saves optimizer state but not the scheduler's",
         runtime=None,
         what="Finds checkpoints (`torch.save`, `accelerator.save`, a dict handed to a same-module save "
-        "helper) that hold `optimizer.state_dict()` but not the state of the scheduler driving it.",
+        "helper or to a `save_on_master`/`save_checkpoint` helper) that hold `optimizer.state_dict()` but "
+        "not the state of the scheduler driving it. Silent when the scheduler's state is taken anywhere "
+        "else in the module, when the dict has parts it cannot see (`**extra`), with "
+        "`accelerator.save_state`, and when the schedule's position is restored by hand "
+        "(`scheduler.last_epoch = start_epoch - 1`).",
         why="A run resumed from that checkpoint restarts its schedule from the beginning: warm-up "
         "again, full LR again, while the optimizer state says otherwise.",
         example="torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict()}, path)",
@@ -257,9 +268,11 @@ _RULES = (
         severity=ERROR,
         fix=FIX_NONE,
         static="two schedulers step one optimizer independently (not via SequentialLR/ChainedScheduler)",
-        runtime="two schedulers observed stepping one optimizer",
-        what="Finds two torch schedulers built on one optimizer and both stepped, not composed through "
-        "SequentialLR or ChainedScheduler.",
+        runtime="two independent schedulers (not composed) observed stepping one optimizer, interleaved",
+        what="Finds two torch schedulers built on one optimizer and both stepped in the same loop, not "
+        "composed through SequentialLR or ChainedScheduler. Hand-made sequences (`if it < warmup: "
+        "warmup.step() else: main.step()`, or one loop after the other), alternatives bound to one name, "
+        "and a warm-up next to ReduceLROnPlateau (which SequentialLR does not take) are not reported.",
         why="Each scheduler writes the LR from its own state: closed-form ones overwrite the other's "
         "value, chainable ones compound it, and the result is rarely the schedule intended.",
         example="warmup = LinearLR(optimizer, 0.1, total_iters=5)\ncosine = CosineAnnealingLR(optimizer, 100)\n"
@@ -277,7 +290,10 @@ _RULES = (
         static="`mode='min'` (the default) fed an accuracy-like metric, or `'max'` a loss",
         runtime=None,
         what="Finds a ReduceLROnPlateau in `min` mode (the default) stepped with a metric whose name says "
-        "higher is better (accuracy, f1, auc, ...), or in `max` mode stepped with a loss or error.",
+        "higher is better (`val_acc`, `f1`, `auc`, `mAP`, `bleu`, `dice`, `iou`, ...), or in `max` mode "
+        "stepped with a loss or error; also the `monitor` of a Lightning scheduler dict. Names are read "
+        "word by word (`accumulated` is not `acc`); a name with both directions, a negated or computed "
+        "metric, `score` alone, or a mode that is not a literal is not reported.",
         why="The scheduler reduces the LR when the metric stops *improving* in the direction of its mode: "
         "with the wrong mode it cuts the LR while the model improves, and never when it stalls.",
         example="scheduler = ReduceLROnPlateau(optimizer)\n...\nscheduler.step(val_accuracy)",
@@ -292,7 +308,8 @@ _RULES = (
         severity=ERROR,
         fix=FIX_NONE,
         static="scheduler stepped every micro-batch while the optimizer steps every k (gradient accumulation)",
-        runtime="scheduler steps per optimizer step != 1, incl. steps skipped by AMP's GradScaler",
+        runtime="more than one scheduler step between two applied optimizer steps (gradient accumulation, "
+        "or optimizer steps skipped by AMP's GradScaler); per-epoch schedulers step less often and are silent",
         what="Finds a scheduler stepped on every iteration of the batch loop while its optimizer steps "
         "only under an accumulation condition such as `if (i + 1) % k == 0`.",
         why="The schedule advances k times faster than training: a warm-up sized in optimizer steps ends "
@@ -313,8 +330,11 @@ _RULES = (
         fix=FIX_NONE,
         static="a literal negative or zero LR",
         runtime="NaN, inf or negative LR observed",
-        what="Finds a literal zero or negative `lr` given to an optimizer, or a negative scheduler bound "
-        "(`max_lr`, `eta_min`, `base_lr`, ...); at run time, a NaN, infinite or negative LR.",
+        what="Finds a literal negative `lr` given to an optimizer or to one of its param groups, a literal "
+        "zero `lr` for an optimizer that steps with it (not when a OneCycleLR/CyclicLR, a manual write or "
+        "a wrapper sets the LR later, and not `'lr': 0` freezing one param group), and invalid literal "
+        "scheduler bounds: negative `eta_min`, `min_lr`, `base_lr`, `end_factor`; zero or negative "
+        "`max_lr`, `swa_lr`, `start_factor`. At run time, a NaN, infinite or negative LR.",
         why="A zero LR trains nothing; a negative one ascends the loss; a NaN one destroys the weights "
         "at the first step.",
         example="optimizer = SGD(model.parameters(), lr=0)",

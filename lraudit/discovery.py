@@ -158,6 +158,10 @@ def _walk(top: str, settings: Settings, add, errors: List[Dict[str, str]]) -> No
         return
     Ignores = Tuple[_GitIgnore, ...]
     outer: Ignores = _ancestor_gitignores(top) if settings.respect_gitignore else ()
+    if outer and _ignored(outer, os.path.abspath(top), True):
+        # The user named an ignored directory (a package under a git-tracked ~/.pyenv, say):
+        # what was asked for is checked; only the .gitignore files inside it still apply.
+        outer = ()
     stack: List[Tuple[str, Tuple[Tuple[int, int], ...], Ignores]] = [(top, ((st.st_dev, st.st_ino),), outer)]
     while stack:
         directory, ancestors, ignores = stack.pop()

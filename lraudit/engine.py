@@ -32,6 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
+from lraudit import catalog
 from lraudit import checks as _checks
 from lraudit import notebook as _nb
 from lraudit.cache import Cache, content_hash, default_cache_dir
@@ -229,6 +230,11 @@ def _run_rules(source: str, path: str, rules: FrozenSet[str], nb: Optional[_nb.N
         return _Raw(error=f"internal error in lraudit: {type(exc).__name__}: {exc}")
 
 
+def _has_unsafe_fix(code: str) -> bool:
+    rule = catalog.RULES.get(code)
+    return rule is not None and rule.fix == catalog.FIX_UNSAFE
+
+
 def _analyse(job: _Job, rules: FrozenSet[str], unsafe: bool) -> _Raw:
     try:
         source, nb = _checked_source(job)
@@ -240,7 +246,9 @@ def _analyse(job: _Job, rules: FrozenSet[str], unsafe: bool) -> _Raw:
     fix_source = _fixer()
     if fix_source is None or not job.fix_select:
         return raw
-    if not any(f.fixable and f.rule in job.fix_select for f in raw.findings):
+    # Findings mark safe fixes as fixable; unsafe ones (LR001's move) are only tried on request.
+    if not any(f.rule in job.fix_select and (f.fixable or (unsafe and _has_unsafe_fix(f.rule)))
+               for f in raw.findings):
         return raw
     fix_input = nb.fix_source() if nb else source
     try:

@@ -58,7 +58,7 @@ class UnusedIgnore:
     path: str
     line: int
     column: int
-    directive: str  # the directive's text, e.g. "# lraudit: ignore[LR002]"
+    directive: str  # the directive's text, e.g. "lraudit: ignore[LR002]" after its hash sign
     codes: Tuple[str, ...] = ()  # the unused codes; empty: the whole (bare) directive
     cell: Optional[int] = None  # notebooks: ``line`` counts within this cell
 

@@ -81,3 +81,21 @@ def test_unreadable_file(tree):
     os.chmod(tree / "secret.py", 0)
     res = CliRunner().invoke(main, ["check", "--no-cache", "secret.py"])
     assert res.exit_code == 2 and "cannot read" in res.stdout
+
+
+def test_a_directory_ignored_by_an_outer_gitignore_is_checked_when_named(tmp_path):
+    """Like site-packages inside a git-tracked ~/.pyenv: naming the directory means checking it."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("/versions\n", encoding="utf-8")
+    package = tmp_path / "versions" / "lib" / "pkg"
+    package.mkdir(parents=True)
+    (package / "train.py").write_text("x = 1\n", encoding="utf-8")
+    (package / ".gitignore").write_text("skipped.py\n", encoding="utf-8")
+    (package / "skipped.py").write_text("x = 2\n", encoding="utf-8")
+    from lraudit.config import resolve_settings
+    from lraudit.discovery import discover
+
+    files, errors = discover([str(package)], resolve_settings([str(package)], isolated=True))
+    assert [f.path for f in files] == [str(package / "train.py")] and errors == []

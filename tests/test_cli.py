@@ -164,3 +164,23 @@ def test_python_dash_m(project):
         timeout=60,
     )
     assert proc.returncode == 1 and proc.stdout.startswith("buggy.py:9:5: LR001 ")
+
+
+@pytest.mark.parametrize("rule", ["LR001", "LR007", "LR008"])
+def test_fix_through_the_cli_writes_the_expected_file(tmp_path, monkeypatch, rule):
+    """--fix applies safe fixes; LR001's move (unsafe) only with --unsafe-fixes."""
+    pair = ROOT / "fixtures" / "fix" / rule
+    source = next(pair.glob("*.in.py"))
+    expected = source.with_name(source.name.replace(".in.py", ".out.py")).read_text(encoding="utf-8")
+    target = tmp_path / "train.py"
+    target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    unsafe = catalog.RULES[rule].fix == catalog.FIX_UNSAFE
+    flags = ["check", "--no-cache", "--fix", "train.py"]
+    if unsafe:
+        CliRunner().invoke(main, flags)
+        assert target.read_text(encoding="utf-8") == source.read_text(encoding="utf-8"), "unsafe fix applied"
+        flags.insert(3, "--unsafe-fixes")
+    result = CliRunner().invoke(main, flags)
+    assert target.read_text(encoding="utf-8") == expected, result.output
+    assert "Fixed" in result.output

@@ -29,10 +29,16 @@ from lraudit.analysis.model import Model, build_model
 
 __all__ = ["Model", "build_model", "may_contain_findings", "PREFILTER"]
 
-# Every rule's trigger mentions one of these: an optimizer (``optim``, transformers' ``AdamW`` /
-# ``Adafactor``), a scheduler (``schedul``, ``lr_scheduler``, scheduler class names) or a manual
-# LR write (``param_groups``). Files without any of them cannot hold a finding and are not parsed.
-PREFILTER = re.compile(rb"optim|schedul|param_groups|Adam|Adafactor|LambdaLR|StepLR|OneCycleLR|CyclicLR")
+# Every rule needs a known construction in the module (a torch scheduler, an optimizer, a scheduler
+# factory), reached through an import: the text must name one of these modules or symbols. This is
+# the vocabulary of known.py, loosely: measured on the torch package, the corpus of real training
+# code and our fixtures, it keeps every file the ast prescan finds relevant (0 lost of 461) while
+# passing 871 files of 2,330 that mention "optim" at all.
+PREFILTER = re.compile(
+    rb"lr_scheduler|torch\.optim|import[^\n]*\boptim\b|\boptim\.[A-Z]|get_\w*schedul|schedule_with_warmup"
+    rb"|bitsandbytes|apex|AdamW|Adafactor|SWALR|create_optimizer|ZeroRedundancyOptimizer|torch_optimizer"
+    rb"|deepspeed"
+)
 
 
 def may_contain_findings(text) -> bool:

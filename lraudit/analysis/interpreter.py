@@ -40,8 +40,23 @@ from lraudit.analysis.values import (
 from lraudit.analysis import values as V
 
 MAX_DEPTH = 8  # nested inlined calls
-MAX_STATEMENTS = 60_000  # per module: bounds the cost of pathological files
-PARTIAL = "partial"  # a subset of param groups that is not a known index set
+# Bounds on the cost of pathological files (a large class whose methods call each other, inlined
+# from every entry point). A module that exceeds one is *exhausted*: its trace is incomplete, so
+# rules that reason from absence (a scheduler never stepped) could be wrong, and it reports nothing.
+# Real training scripts stay far below: an ImageNet-style main() with its helpers runs ~200.
+MAX_STATEMENTS = 30_000  # per module
+MAX_ENTRY_STATEMENTS = 5_000  # per entry point
+
+
+class GroupSlice:
+    """``param_groups[lower:upper]``: which groups it covers depends on how many there are."""
+
+    def __init__(self, lower: Optional[int], upper: Optional[int]) -> None:
+        self.lower = lower
+        self.upper = upper
+
+    def covered(self, count: int) -> range:
+        return range(count)[self.lower:self.upper]
 
 
 # Methods of frameworks that hand back what they were given, wrapped, in order:
@@ -50,6 +65,28 @@ _POSITION_PRESERVING_METHODS = frozenset(
     {"prepare", "prepare_optimizer", "prepare_scheduler", "setup", "setup_optimizers"}
 )
 _TRAINING_CALL = re.compile(r"train", re.IGNORECASE)
+
+
+def _collect_lightning_config(value: Value, optimizers: List[Value], schedulers: List[Value]) -> None:
+    """Optimizers and schedulers out of what ``configure_optimizers`` returns: an optimizer, a list,
+    ``([opts], [scheds])``, a dict ``{"optimizer": o, "lr_scheduler": s or {"scheduler": s}}``."""
+    for option in V.known_options(value):
+        if isinstance(option, (OptimizerObj, Opaque)):
+            optimizers.append(option)
+        elif isinstance(option, SchedulerObj):
+            schedulers.append(option)
+        elif isinstance(option, V.Container):
+            if option.keys is not None:
+                for key, item in zip(option.keys, option.items):
+                    if key in ("optimizer", "lr_scheduler", "scheduler"):
+                        _collect_lightning_config(item, optimizers, schedulers)
+            else:
+                for item in option.items:
+                    _collect_lightning_config(item, optimizers, schedulers)
+
+
+def _one_or_tuple(values: List[Value]) -> Value:
+    return values[0] if len(values) == 1 else V.Container(values)
 
 
 def _callee_name(call: cst.Call) -> Optional[str]:
@@ -115,7 +152,9 @@ class _Stop(Exception):
 
 
 class Interpreter:
-    def __init__(self, module: cst.Module, imports: ImportTable, called: Optional[set] = None) -> None:
+    def __init__(self, module: cst.Module, imports: ImportTable, called: Optional[set] = None,
+                 idle: frozenset = frozenset()) -> None:
+        self._idle = idle  # (class name or None, function name) not worth running as entry points
         self.module = module
         self.imports = imports
         self._called = called  # names called anywhere, when a prescan already knows them
@@ -127,6 +166,8 @@ class Interpreter:
         self._stack: List[cst.FunctionDef] = []
         self._calls: List[Optional[cst.Call]] = []
         self._statements = 0
+        self._entry_statements = 0
+        self.exhausted = False
         self._dry = 0  # > 0 while pre-populating class prototypes: events are discarded
         self._prototypes: Dict[int, InstanceObj] = {}
         self._class_of_method: Dict[int, cst.ClassDef] = {}
@@ -154,6 +195,8 @@ class Interpreter:
             if id(funcdef) in self.inlined:
                 continue
             owner = self._class_of_method.get(id(funcdef))
+            if (owner.name.value if owner is not None else None, funcdef.name.value) in self._idle:
+                continue
             if owner is not None:
                 self._run_method_entry(funcdef, owner)
             else:
@@ -196,7 +239,8 @@ class Interpreter:
             # Populate attributes from every method (``__init__`` first) before any entry runs, so a
             # method reads what another one stored on ``self``; constructions are memoised per site,
             # so the entries below see the very same objects.
-            methods = [m for m in _suite(classdef.body) if isinstance(m, cst.FunctionDef)]
+            methods = [m for m in _suite(classdef.body) if isinstance(m, cst.FunctionDef)
+                       and (classdef.name.value, m.name.value) not in self._idle]
             methods.sort(key=lambda m: m.name.value != "__init__")
             self._dry += 1
             try:
@@ -225,7 +269,9 @@ class Interpreter:
             if index == 0 and _is_docstring(stmt):
                 continue
             self._statements += 1
-            if self._statements > MAX_STATEMENTS:
+            self._entry_statements += 1
+            if self._statements > MAX_STATEMENTS or self._entry_statements > MAX_ENTRY_STATEMENTS:
+                self.exhausted = True
                 raise _Stop()
             self._exec(stmt, scope, container)
 
@@ -692,6 +738,11 @@ class Interpreter:
                                                     scope, container))
                 handled = True
             elif isinstance(option, InstanceObj):
+                if method in ("optimizers", "lr_schedulers") and _method(option.classdef, method) is None \
+                        and self._is_lightning_module(option.classdef):
+                    results.append(self._lightning_configured(option)[method])
+                    handled = True
+                    continue
                 target = self._attribute_of(option, method)
                 if isinstance(target, FuncRef):
                     results.append(self._invoke(target, positional, keywords, call, container))
@@ -702,6 +753,44 @@ class Interpreter:
         if handled:
             return union(results)
         return self._builtin_method(call, receiver, method, positional, keywords, scope, container)
+
+    def _is_idle(self, ref: FuncRef) -> bool:
+        if not self._idle or (ref.owner is None and ref.scope is not self.module_scope):
+            return False  # nested functions are not in the prescan's table
+        return (ref.owner.name.value if ref.owner is not None else None, ref.funcdef.name.value) in self._idle
+
+    def _is_lightning_module(self, classdef: cst.ClassDef) -> bool:
+        return any((self.imports.resolve_expr(b.value) or "") in known.LIGHTNING_MODULES for b in classdef.bases)
+
+    def _lightning_configured(self, instance: InstanceObj) -> Dict[str, Value]:
+        """What ``self.optimizers()`` / ``self.lr_schedulers()`` return in a LightningModule: the
+        optimizers and schedulers its ``configure_optimizers`` returns (one value when there is one,
+        a tuple otherwise, as Lightning does), or opaque values when that cannot be read."""
+        cached = getattr(instance, "_lightning", None)
+        if cached is not None:
+            return cached
+        optimizers: List[Value] = []
+        schedulers: List[Value] = []
+        configure = _method(instance.classdef, "configure_optimizers")
+        if configure is not None:
+            # Run it as its own entry point runs it (same memo keys, so the very objects it builds),
+            # without recording events into the caller's trace.
+            saved = (self._stack, self._calls)
+            self._stack, self._calls = [], []
+            self._dry += 1
+            try:
+                returned = self._invoke(FuncRef(configure, self.module_scope, instance, instance.classdef),
+                                        [], {}, None, Block())
+            finally:
+                self._dry -= 1
+                self._stack, self._calls = saved
+            _collect_lightning_config(returned, optimizers, schedulers)
+        result = {
+            "optimizers": _one_or_tuple(optimizers) if optimizers else Opaque("self.optimizers()"),
+            "lr_schedulers": _one_or_tuple(schedulers) if schedulers else Opaque("self.lr_schedulers()"),
+        }
+        instance._lightning = result
+        return result
 
     def _builtin_method(self, call, receiver: Value, method: str, positional, keywords, scope, container) -> Value:
         funcdef = scope.funcdef
@@ -722,9 +811,10 @@ class Interpreter:
             self._emit(container, Event("load_state", call, receiver, call, funcdef, args=positional))
             return UNKNOWN
         if method == "add_param_group":
+            in_loop = any(isinstance(a, Loop) for a in [container, *container.ancestors()])
             for option in some(receiver, OptimizerObj):
-                option.groups = (option.groups or 1) + 1 if option.groups is not None else None
-                option.added_groups = True
+                option.added_sites.add(id(call))
+                option.added_repeatedly = option.added_repeatedly or in_loop
             return NONE
         if method == "update" and any(isinstance(o, ParamGroup) for o in receiver.options()):
             if "lr" in keywords or (positional and isinstance(positional[0], V.Container)
@@ -777,6 +867,8 @@ class Interpreter:
         (``train_one_epoch(model, optimizer, ...)``) is recorded as a place the optimizer may step."""
         self._handoff_args(positional, keywords, call, scope, container)
         name = _callee_name(call)
+        if name in known.CHECKPOINT_SAVER_NAMES and positional:
+            self._emit(container, Event("save", call, positional[0], call, scope.funcdef, saver=name))
         if name and _TRAINING_CALL.search(name):
             arguments = list(positional) + list(keywords.values())
             if any(isinstance(o, (OptimizerObj, Opaque)) for v in arguments for o in v.options()):
@@ -833,6 +925,12 @@ class Interpreter:
         if len(self._stack) >= MAX_DEPTH or any(f is funcdef for f in self._stack):
             self._handoff_args(positional, keywords, call, Scope(None, None), container)
             return UNKNOWN
+        if call is not None and self._is_idle(ref):
+            # Mentions nothing we track, nor calls anything that does: following it cannot record an
+            # event, and inlining every helper of a large class multiplies the cost.
+            return self._memoised(("result", id(call)), lambda: Opaque(f"{funcdef.name.value}()"))
+        if call is None:  # an entry point (or a prototype method): a fresh budget
+            self._entry_statements = 0
         if not self._dry:
             self.inlined.add(id(funcdef))
         scope = Scope(funcdef, ref.scope)
@@ -1102,21 +1200,30 @@ def _string_value(node) -> Optional[str]:
 
 
 def _select_groups(groups: ParamGroups, element) -> Value:
-    """``param_groups[k]`` -> one ParamGroup; ``param_groups[a:b]`` -> a partial ParamGroups."""
+    """``param_groups[k]`` -> ParamGroup with indices {k} (negative kept as written);
+    ``param_groups[a:b]`` -> ParamGroups with a GroupSlice; anything else -> unknown indices."""
     if isinstance(element, cst.Index):
-        key = element.value
-        if isinstance(key, cst.Integer):
-            return ParamGroup(groups.optimizer, frozenset({int(key.evaluated_value)}))
-        if isinstance(key, cst.UnaryOperation) and isinstance(key.operator, cst.Minus) and isinstance(
-            key.expression, cst.Integer
-        ):
-            return ParamGroup(groups.optimizer, PARTIAL)
-        return ParamGroup(groups.optimizer, None)
+        index = _literal_int(element.value)
+        return ParamGroup(groups.optimizer, frozenset({index}) if index is not None else None)
     if isinstance(element, cst.Slice):
         if element.lower is None and element.upper is None and element.step is None:
             return groups
-        return ParamGroups(groups.optimizer, PARTIAL)
+        bounds = [_literal_int(b) if b is not None else None for b in (element.lower, element.upper)]
+        literal = all(b is not None or node is None for b, node in zip(bounds, (element.lower, element.upper)))
+        if element.step is None and literal:
+            return ParamGroups(groups.optimizer, GroupSlice(*bounds))
+        return ParamGroups(groups.optimizer, None)
     return UNKNOWN
+
+
+def _literal_int(node) -> Optional[int]:
+    if isinstance(node, cst.Integer):
+        value = _number_value(node)
+        return value.value if isinstance(value, Const) and isinstance(value.value, int) else None
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+        inner = _literal_int(node.expression)
+        return -inner if inner is not None else None
+    return None
 
 
 def _group_count(call: cst.Call, params: Value) -> Optional[int]:

@@ -116,7 +116,23 @@ GRAD_SCALERS: FrozenSet[str] = frozenset(
 )
 ACCELERATORS: FrozenSet[str] = frozenset({"accelerate.Accelerator", "accelerate.accelerator.Accelerator"})
 
-TORCH_SAVE: FrozenSet[str] = frozenset({"torch.save"})
+TORCH_SAVE: FrozenSet[str] = frozenset({"torch.save", "torch_xla.core.xla_model.save"})
+# Checkpoint helpers of other modules, by the name they are called with (torchvision's reference
+# scripts' ``utils.save_on_master(checkpoint, path)`` and its many copies): the first argument is
+# what gets saved.
+CHECKPOINT_SAVER_NAMES: FrozenSet[str] = frozenset({"save_on_master", "save_checkpoint", "save_ckpt"})
+
+LIGHTNING_MODULES: FrozenSet[str] = frozenset(
+    {
+        "lightning.LightningModule",
+        "lightning.pytorch.LightningModule",
+        "lightning.pytorch.core.LightningModule",
+        "lightning.pytorch.core.module.LightningModule",
+        "pytorch_lightning.LightningModule",
+        "pytorch_lightning.core.LightningModule",
+        "pytorch_lightning.core.module.LightningModule",
+    }
+)
 
 # Functions that return their (model, optimizer, ...) arguments wrapped, in the same order.
 POSITION_PRESERVING: FrozenSet[str] = frozenset({"apex.amp.initialize"})

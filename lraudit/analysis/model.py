@@ -53,9 +53,10 @@ class Model:
         self.module = module
         self.imports = imports
         self._positions = None
+        self.exhausted = interpreter.exhausted  # the interpreter hit its budget: the trace is incomplete
         self._syntax_index: Optional[_SyntaxIndex] = None
         self._assigned: Dict[cst.CSTNode, Set[str]] = {}
-        self._frames: Optional[Dict[cst.CSTNode, List[cst.FunctionDef]]] = None
+        self._frames = None  # (callees per call, callers per function), built on first use
         self.roots: List[Block] = [root for _, root in interpreter.entries]
         for root in self.roots:
             number(root)
@@ -212,15 +213,27 @@ class Model:
 
     def inlined(self, call: cst.Call) -> List[cst.FunctionDef]:
         """The same-module functions the interpreter entered from ``call`` (empty: not followed)."""
+        return self._calls()[0].get(call, [])
+
+    def callers(self, funcdef: cst.FunctionDef) -> List[cst.Call]:
+        """The calls from which the interpreter entered ``funcdef`` (empty: only run as an entry)."""
+        return self._calls()[1].get(funcdef, [])
+
+    def _calls(self):
         if self._frames is None:
-            self._frames = {}
+            callees: Dict[cst.CSTNode, List[cst.FunctionDef]] = {}
+            callers: Dict[cst.CSTNode, List[cst.Call]] = {}
             for root in self.roots:
                 for node in root.walk():
                     if isinstance(node, Frame) and node.call is not None:
-                        callees = self._frames.setdefault(node.call, [])
-                        if not any(f is node.funcdef for f in callees):
-                            callees.append(node.funcdef)
-        return self._frames.get(call, [])
+                        found = callees.setdefault(node.call, [])
+                        if not any(f is node.funcdef for f in found):
+                            found.append(node.funcdef)
+                        calls = callers.setdefault(node.funcdef, [])
+                        if not any(c is node.call for c in calls):
+                            calls.append(node.call)
+            self._frames = (callees, callers)
+        return self._frames
 
     def _syntax(self) -> "_SyntaxIndex":
         if self._syntax_index is None:
@@ -309,6 +322,7 @@ def _has_modulo(node: cst.CSTNode) -> bool:
 def build_model(module: cst.Module, prescan: Optional[Prescan] = None) -> Model:
     """The model of a parsed module; ``prescan`` (from ``ast``) saves two passes over the libcst tree."""
     imports = prescan.imports if prescan is not None else build_import_table(module)
-    interpreter = Interpreter(module, imports, prescan.called if prescan is not None else None)
+    interpreter = Interpreter(module, imports, prescan.called if prescan is not None else None,
+                              prescan.idle if prescan is not None else frozenset())
     interpreter.run()
     return Model(module, imports, interpreter)

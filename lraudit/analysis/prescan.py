@@ -8,17 +8,29 @@ never parsed by libcst. This is the second stage of the prefilter, after the tex
 from __future__ import annotations
 
 import ast
-from typing import Optional, Set
+import re
+from typing import FrozenSet, Optional, Set, Tuple
 
 from lraudit.analysis import known
 from lraudit.analysis.imports import ImportTable
 
 
+# What a function must mention, itself or through what it calls, to be worth interpreting as an
+# entry point: steps, param groups, optimizers and schedulers, LR, checkpoints, framework wrappers.
+_INTERESTING = re.compile(r"step|param_groups|optim|sched|lr|save|Adam|SGD|Scaler|prepare|setup")
+
+
 class Prescan:
-    def __init__(self, imports: ImportTable, called: Set[str], relevant: bool) -> None:
+    def __init__(self, imports: ImportTable, called: Set[str], relevant: bool,
+                 idle: FrozenSet[Tuple[Optional[str], str]] = frozenset()) -> None:
         self.imports = imports
         self.called = called  # names of everything called: ``f(...)``, ``x.f(...)``
         self.relevant = relevant
+        # (class name or None, function name) of module-level functions and methods that neither
+        # mention the vocabulary nor call (by name) anything that does: their interpretation as an
+        # entry point cannot produce an event, so the interpreter skips it (a library module full of
+        # nn.Module classes costs little). They are still interpreted when an entry point calls them.
+        self.idle = idle
 
 
 def _dotted(node: ast.AST) -> Optional[str]:
@@ -79,4 +91,33 @@ def prescan(source: str) -> Optional[Prescan]:
         if qualified is not None and _is_known(qualified):
             relevant = True
             break
-    return Prescan(imports, called, relevant)
+    return Prescan(imports, called, relevant, _idle_definitions(tree, source) if relevant else frozenset())
+
+
+def _idle_definitions(tree: ast.Module, source: str) -> FrozenSet[Tuple[Optional[str], str]]:
+    lines = source.splitlines()
+    definitions = []  # (key, mentions vocabulary, names it calls)
+    for node in tree.body:
+        owner = None
+        functions = [node]
+        if isinstance(node, ast.ClassDef):
+            owner = node.name
+            functions = node.body
+        for function in functions:
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            text = "\n".join(lines[function.lineno - 1:function.end_lineno])
+            calls = {c.func.id if isinstance(c.func, ast.Name) else c.func.attr
+                     for c in ast.walk(function) if isinstance(c, ast.Call)
+                     and isinstance(c.func, (ast.Name, ast.Attribute))}
+            definitions.append(((owner, function.name), bool(_INTERESTING.search(text)), calls))
+    interesting = {key for key, mentions, _ in definitions if mentions}
+    changed = True
+    while changed:  # through calls by name: f -> g, and C(...) -> C.__init__
+        names = {key[1] for key in interesting} | {key[0] for key in interesting if key[1] == "__init__"}
+        changed = False
+        for key, _, calls in definitions:
+            if key not in interesting and calls & names:
+                interesting.add(key)
+                changed = True
+    return frozenset(key for key, _, _ in definitions if key not in interesting)

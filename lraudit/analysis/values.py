@@ -71,7 +71,23 @@ class OptimizerObj(Obj):
     def __init__(self, site: cst.CSTNode, qualname: str, groups: Optional[int]) -> None:
         super().__init__(site)
         self.qualname = qualname
-        self.groups = groups  # number of param groups when the constructor shows it, else None
+        self.base_groups = groups  # number of param groups the constructor shows, else None
+        # ``add_param_group`` call sites (a set: re-interpreting a method must not count twice);
+        # ``repeated``: one of them runs in a loop, so the exact count is unknown.
+        self.added_sites: set = set()
+        self.added_repeatedly = False
+
+    @property
+    def groups(self) -> Optional[int]:
+        """The exact number of param groups, when known."""
+        if self.base_groups is None or self.added_repeatedly:
+            return None
+        return self.base_groups + len(self.added_sites)
+
+    @property
+    def min_groups(self) -> int:
+        """A lower bound of the number of param groups (an optimizer has at least one)."""
+        return (self.base_groups or 1) + len(self.added_sites)
 
     def __repr__(self) -> str:
         return f"Optimizer({self.qualname})"

@@ -62,6 +62,8 @@ def run_rules(module: cst.Module, select: Optional[Iterable[str]] = None,
     """The model of ``module`` and the reports of the selected rules (deduplicated)."""
     wanted = set(select) if select is not None else None
     model = build_model(module, scan)
+    if model.exhausted:
+        return model, []  # too large to follow completely: an incomplete trace could mislead, silent
     reports: List[Report] = []
     seen = set()
     for rule in RULES:

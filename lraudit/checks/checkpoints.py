@@ -40,8 +40,8 @@ class CheckpointWithoutSchedulerState(StaticRule):
             if event.kind != "save" or id(event.node) in seen or event.data.get("saver") in _SAVES_EVERYTHING:
                 continue
             containers = [o for o in event.target.options() if isinstance(o, Container)]
-            if not containers:
-                continue  # a bare state dict, or something we cannot see into
+            if not containers or all(id(c) in seen for c in containers):
+                continue  # a bare state dict, something we cannot see into, or a dict already reported
             if any(c.keys is not None and None in c.keys for c in containers):
                 continue  # ``**other`` or computed keys: the scheduler may be in there
             contents = list(_contents(event.target))
@@ -49,36 +49,47 @@ class CheckpointWithoutSchedulerState(StaticRule):
             if not drivers:
                 continue
             seen.add(id(event.node))
+            seen.update(id(c) for c in containers)
             scheduler = drivers[0]
             yield self.report(
                 _where_built(event),
-                f"this checkpoint saves the optimizer's state but not the state of {describe_scheduler(model, scheduler)} "
-                f"(line {model.line(scheduler.site)}) that drives it: a resumed run restarts the schedule; "
+                f"this checkpoint saves the optimizer's state but not the state of "
+                f"{describe_scheduler(model, scheduler)} (line {model.line(scheduler.site)}) that drives it: a "
+                "resumed run restarts the schedule; "
                 "save `scheduler.state_dict()` too (and load it on resume)",
             )
 
     @staticmethod
     def _unsaved_drivers(model: Model, contents: List[Tuple[object, Value]]) -> List[SchedulerObj]:
+        """The schedulers driving an optimizer whose state is in ``contents`` when none of that
+        optimizer's schedulers is saved with it; [] when unsure."""
         saved_optimizers: List[Obj] = []
+        saved_schedulers: List[SchedulerObj] = []
         for key, value in contents:
+            if isinstance(value, SchedulerObj):
+                saved_schedulers.append(value)  # the scheduler object itself (pickled whole)
+                continue
+            owners = value.owner.options() if isinstance(value, StateDict) else ()
+            if any(isinstance(o, SchedulerObj) for o in owners):
+                saved_schedulers.extend(o for o in owners if isinstance(o, SchedulerObj))
+                continue
+            optimizers = [o for o in owners if model.is_optimizer(o)]
+            if optimizers:
+                saved_optimizers.extend(optimizers)
+                continue
+            # Something we cannot name: under a scheduler-like key, or under no key at all, it may be
+            # the scheduler's state.
+            if not isinstance(key, str) and isinstance(value, StateDict):
+                return []
             if isinstance(key, str) and any(w in key.lower() for w in _SCHEDULER_KEY_WORDS):
                 return []
-            if isinstance(value, SchedulerObj):
-                return []  # the scheduler object itself (pickled whole)
-            if isinstance(value, StateDict):
-                owners = value.owner.options()
-                if any(isinstance(o, SchedulerObj) for o in owners):
-                    return []
-                optimizers = [o for o in owners if model.is_optimizer(o)]
-                if not optimizers and not isinstance(key, str):
-                    return []  # the state of something we cannot name, under no name: maybe the scheduler's
-                saved_optimizers.extend(optimizers)
         drivers: List[SchedulerObj] = []
         for optimizer in saved_optimizers:
-            for scheduler in model.schedulers_driving(optimizer):
-                if scheduler not in drivers:
-                    drivers.append(scheduler)
-        if not drivers:
+            own = model.schedulers_driving(optimizer)
+            if any(s in saved_schedulers for s in own):
+                continue
+            drivers.extend(s for s in own if s not in drivers)
+        if not drivers or any(_position_restored(model, s) for s in drivers):
             return []
         for event in model.events:
             if event.kind == "state_dict" and any(o is s for o in event.target.options() for s in drivers):
@@ -112,3 +123,16 @@ def _where_built(event: Event) -> cst.CSTNode:
             break
         node, expression = frame.call, argument
     return node
+
+
+def _position_restored(model: Model, scheduler: SchedulerObj) -> bool:
+    """The schedule's position is restored by hand from the saved epoch (YOLO style:
+    ``scheduler.last_epoch = start_epoch - 1``, or ``LambdaLR(..., last_epoch=start_epoch - 1)``):
+    its state needs no saving."""
+    site = scheduler.site
+    if isinstance(site, cst.Call) and any(a.keyword is not None and a.keyword.value == "last_epoch"
+                                          and not isinstance(a.value, (cst.Integer, cst.UnaryOperation))
+                                          for a in site.args):
+        return True
+    return any(isinstance(model.parent(m), cst.AssignTarget) for m in model.mentions("last_epoch")
+               if isinstance(m, cst.Attribute))

@@ -369,9 +369,11 @@ def _identifiers(node, origins: Optional[Dict[int, cst.BaseExpression]] = None, 
         def visit_Name(self, n: cst.Name) -> None:
             origin = origins.get(id(n))
             if origin is not None and depth < 2:
-                found.extend(_identifiers(origin, origins, depth + 1))
-            else:
-                found.append(n.value)
+                expanded = _identifiers(origin, origins, depth + 1)
+                if any(_says_epochs(i) or _says_batches(i) for i in expanded):
+                    found.extend(expanded)
+                    return
+            found.append(n.value)
 
         def visit_SimpleString(self, n: cst.SimpleString) -> None:
             value = n.evaluated_value
@@ -383,6 +385,14 @@ def _identifiers(node, origins: Optional[Dict[int, cst.BaseExpression]] = None, 
     return found
 
 
+def _says_epochs(identifier: str) -> bool:
+    return name_dim(identifier) == _E or identifier.lower() in ("epochs", "nepochs")
+
+
+def _says_batches(identifier: str) -> bool:
+    return _loader_like(identifier) or name_dim(identifier) == _PER_EPOCH_STEPS
+
+
 def loop_kind(loop: Loop) -> str:
     """What a loop iterates, from its header: epochs, batches, optimizer steps, or something else."""
     node = loop.node
@@ -390,8 +400,8 @@ def loop_kind(loop: Loop) -> str:
     names = _identifiers(header, loop.origins)
     targets = {t.rsplit(".", 1)[-1].lower() for t in loop.targets}
     dims = [name_dim(n) for n in names]
-    epoch = _E in dims or bool(targets & _EPOCH_TARGETS) or any(n.lower() in ("epochs", "nepochs") for n in names)
-    batch = (any(_loader_like(n) for n in names) or _PER_EPOCH_STEPS in dims or bool(targets & _BATCH_TARGETS))
+    epoch = any(_says_epochs(n) for n in names) or bool(targets & _EPOCH_TARGETS)
+    batch = any(_says_batches(n) for n in names) or bool(targets & _BATCH_TARGETS)
     if epoch and not batch:
         return EPOCH_LOOP
     if batch and not epoch:

@@ -15,9 +15,9 @@ from lraudit.analysis import Model
 from lraudit.analysis.imports import dotted_name
 from lraudit.analysis.known import SCHEDULER_FACTORIES
 from lraudit.analysis.trace import Arm, Event, Frame, Loop, arms_not_shared, exclusive, innermost_loop
-from lraudit.analysis.values import Obj, OptimizerObj, SchedulerObj, known_options, only
-from lraudit.checks.base import Report, StaticRule, describe_scheduler
-from lraudit.checks.uses import binding, introspective, may_escape
+from lraudit.analysis.values import Obj, OptimizerObj, SchedulerObj
+from lraudit.checks.base import Report, StaticRule
+from lraudit.checks.uses import argument_call, binding, introspective, may_escape, uses
 
 PLATEAU = "ReduceLROnPlateau"
 
@@ -38,6 +38,13 @@ def optimizer_steps_of(model: Model, obj: Obj, root=None) -> List[Event]:
     return model.steps_of_optimizers([obj], root)
 
 
+def _describe(scheduler: SchedulerObj) -> str:
+    """``StepLR``, or the factory's name (``get_linear_schedule_with_warmup``)."""
+    if scheduler.qualname in SCHEDULER_FACTORIES:
+        return scheduler.qualname.rsplit(".", 1)[-1]
+    return scheduler.cls or scheduler.qualname.rsplit(".", 1)[-1]
+
+
 def _is_custom_subclass(scheduler: SchedulerObj) -> bool:
     """A same-module subclass of a torch scheduler (its behaviour, composition included, is its own)."""
     return scheduler.cls is None and scheduler.qualname not in SCHEDULER_FACTORIES
@@ -55,7 +62,8 @@ class SchedulerNeverStepped(StaticRule):
         by_site: Dict[int, List[SchedulerObj]] = {}
         for scheduler in model.schedulers:
             by_site.setdefault(id(scheduler.site), []).append(scheduler)
-        for schedulers in by_site.values():
+        reported_names: Set[tuple] = set()
+        for schedulers in sorted(by_site.values(), key=lambda group: model.line(group[0].site)):
             site = schedulers[0].site
             if not any(e.node is site for s in schedulers for e in model.constructions(s)):
                 continue
@@ -70,13 +78,18 @@ class SchedulerNeverStepped(StaticRule):
             # The optimizer it drives does train in this module: the schedule was meant to apply.
             if not any(model.steps_of_optimizers(model.optimizers_of(s)) for s in schedulers):
                 continue
-            name = describe_scheduler(model, schedulers[0])
+            if bound.kind != "discarded":
+                key = (id(bound.scope), bound.kind, bound.names)
+                if key in reported_names:
+                    continue  # alternatives bound to one name (``if args.sched == ...``): one finding
+                reported_names.add(key)
+            name = _describe(schedulers[0])
             how = ("is built and discarded" if bound.kind == "discarded"
                    else f"`{bound.names[0]}` is never stepped nor handed on")
             yield self.report(
                 site,
-                f"{name} {how}: the optimizer trains at its initial LR for the whole run; call "
-                "`.step()` where the schedule advances (per epoch or per optimizer step)",
+                f"{name} {how}: its schedule never advances and the LR stays at its first value for the "
+                "whole run; call `.step()` where the schedule advances (per epoch or per optimizer step)",
             )
 
     @staticmethod
@@ -84,7 +97,14 @@ class SchedulerNeverStepped(StaticRule):
         """Stepped, composed into another scheduler, or handed on (returned, passed, prepared)."""
         if scheduler.parent is not None or steps_touching(model, scheduler):
             return True
-        return any(e.kind == "handoff" and e.target is scheduler for e in model.events)
+        return any(e.kind == "handoff" and e.target is scheduler and not _returned_to_caller(e) for e in model.events)
+
+
+def _returned_to_caller(event: Event) -> bool:
+    """A ``return`` into a same-module caller the interpreter followed: the value stays tracked."""
+    return event.data.get("how") == "returned" and any(
+        isinstance(a, Frame) and a.funcdef is event.funcdef for a in event.ancestors()
+    )
 
 
 def _enclosing(model: Model, node: cst.CSTNode, kind) -> Optional[cst.CSTNode]:
@@ -109,6 +129,10 @@ def _private_to_plain_class(model: Model, site: cst.CSTNode, bound) -> bool:
     targets = [t.target for t in getattr(assign, "targets", ())]
     if not targets or not all(isinstance(t, cst.Attribute) and dotted_name(t.value) == "self" for t in targets):
         return False
+    # The instance is never handed to code we cannot see (``callback.on_epoch_end(self)``).
+    for mention, use in uses(model, ("self",), classdef):
+        if use == "argument" and not model.inlined(argument_call(model, mention)):
+            return False
     # The class steps an optimizer in one of its own methods.
     methods = {id(m) for m in getattr(classdef.body, "body", ()) if isinstance(m, cst.FunctionDef)}
     return any(step.event.funcdef is not None and id(step.event.funcdef) in methods for step in model.optimizer_steps)
@@ -126,6 +150,10 @@ _SWEEP_WORDS = frozenset(
     layer layers level levels resolution resolutions scale scales width widths depth depths combination
     combinations combo combos optimizer optimizers optim optims method methods variant variants wd wds
     sweep sweeps search""".split()
+)
+# ...unless the loop also names itself a training loop (``range(self.stage_2_epochs)``).
+_TRAINING_LOOP_WORDS = frozenset(
+    "epoch epochs ep eps iter iters iteration iterations step steps batch batches loader dataloader".split()
 )
 _ITERATION_HELPERS = frozenset({"range", "enumerate", "zip", "len", "list", "tuple", "reversed", "sorted", "iter",
                                 "tqdm", "trange", "product", "items", "keys", "values"})
@@ -149,7 +177,7 @@ def is_sweep_loop(loop: Loop) -> bool:
         last = name.rsplit(".", 1)[-1]
         if last not in _ITERATION_HELPERS:
             words |= _words(last)
-    return bool(words & _SWEEP_WORDS)
+    return bool(words & _SWEEP_WORDS) and not words & _TRAINING_LOOP_WORDS
 
 
 def _derived(source: str, assigned: Set[str]) -> bool:
@@ -286,12 +314,14 @@ class BuiltInLoop(StaticRule):
             loop = _common_loop(event, steps)
             if loop is None or expression is None:
                 continue
-            if any(isinstance(a, Arm) for a in _between(event, loop)):
+            if any(isinstance(a, Arm) and _changes_per_iteration(model, a, loop) for a in _between(event, loop)):
                 continue  # built under a condition: once, lazily, at a restart ...
             if is_sweep_loop(loop) or any(isinstance(a, Loop) and is_sweep_loop(a) for a in _between(event, loop)):
                 continue
             if _fresh_per_iteration(model, event, loop, _names_in(expression)):
                 continue
+            if "requires_grad" in model.text(expression):
+                continue  # the trainable set is chosen anew (progressive unfreezing)
             if isinstance(obj, SchedulerObj) and any(
                 c.root is event.root and any(a is loop for a in c.ancestors())
                 for o in model.optimizers_of(obj) for c in model.constructions(o)
@@ -299,14 +329,23 @@ class BuiltInLoop(StaticRule):
                 continue  # its optimizer is rebuilt in the loop too: that construction is the finding
             seen.add(id(event.node))
             if what == "optimizer":
-                consequence = "its momentum and adaptive moments (and any scheduler's changes to its LR) restart"
+                consequence = "starts without its momentum or adaptive moments"
             else:
-                consequence = f"{describe_scheduler(model, obj)} restarts its schedule, so the LR never moves past its first values"
+                consequence = "restarts the schedule from its first value"
             yield self.report(
                 event.node,
-                f"{what} built inside the loop that steps it (`{_loop_header(model, loop)}`): {consequence} "
-                "every iteration; build it once before the loop",
+                f"{_describe(obj) if what == 'scheduler' else what} built inside the loop that steps it "
+                f"(`{_loop_header(model, loop)}`): every iteration a new {what} {consequence}; build it once "
+                "before the loop",
             )
+
+
+def _changes_per_iteration(model: Model, arm: Arm, loop: Loop) -> bool:
+    """A condition that may hold on some iterations only (``if epoch == k``, ``if optimizer is None``,
+    ``if acc > best``, an ``except`` arm); not a setting fixed for the run (``if args.opt == "sgd"``)."""
+    if arm.condition is None or model.iteration_dependent(arm):
+        return True
+    return _derived_any(set(arm.names), model.assigned_names(loop.node))
 
 
 def _common_loop(event: Event, steps: List[Event]) -> Optional[Loop]:
@@ -355,7 +394,7 @@ class UncomposedSchedulers(StaticRule):
             reported.add(id(later.site))
             yield self.report(
                 later.site,
-                f"{describe_scheduler(model, later)} and {describe_scheduler(model, earlier)} (line "
+                f"{_describe(later)} and {_describe(earlier)} (line "
                 f"{model.line(earlier.site)}) both step the same optimizer independently: each rewrites or "
                 "compounds the other's LR; compose them with SequentialLR (one after the other) or "
                 "ChainedScheduler (together)",
@@ -381,8 +420,8 @@ class UncomposedSchedulers(StaticRule):
     @staticmethod
     def _stepped_together(model: Model, first: SchedulerObj, second: SchedulerObj) -> bool:
         for root in model.roots:
-            steps_a = [e for e in model.steps_of_scheduler(first, root) if len(known_options(e.target)) == 1]
-            steps_b = [e for e in model.steps_of_scheduler(second, root) if len(known_options(e.target)) == 1]
+            steps_a = model.steps_of_scheduler(first, root)
+            steps_b = model.steps_of_scheduler(second, root)
             if not steps_a or not steps_b:
                 continue
             constructions = [(a, b) for a in model.constructions(first) for b in model.constructions(second)
@@ -391,7 +430,8 @@ class UncomposedSchedulers(StaticRule):
                 continue  # alternatives (``if args.sched == ...: A else: B``)
             for a in steps_a:
                 for b in steps_b:
-                    if exclusive(a, b) or _sequenced(model, a, b):
+                    # One ``.step()`` of a name bound to either (``if args.sched == ...``) steps only one.
+                    if a is b or exclusive(a, b) or _sequenced(model, a, b):
                         continue
                     loop_a, loop_b = innermost_loop(a), innermost_loop(b)
                     if loop_a is None or loop_b is None:

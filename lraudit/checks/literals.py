@@ -114,7 +114,8 @@ class InvalidLr(StaticRule):
             if value is not None and value < 0:
                 yield self.report(lr, f"negative learning rate `{model.text(lr.value)}`: torch optimizers reject it "
                                       "(ValueError) and any other would ascend the loss; use a positive LR")
-            elif value == 0 and not (groups and all(own for _, own in groups)) and self._zero_matters(model, optimizer, call):
+            elif value == 0 and not (groups and all(own for _, own in groups)) \
+                    and self._zero_matters(model, optimizer, call):
                 yield self.report(lr, "learning rate 0: this optimizer steps but never changes a weight; "
                                       "give it a positive LR (set a frozen group's 'lr' to 0 instead, or "
                                       "`requires_grad_(False)`)")

@@ -1,11 +1,13 @@
 """Manual LR writes: LR002 manual-lr-write-with-scheduler, LR004 partial-param-group-update."""
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import libcst as cst
 
 from lraudit.analysis import Model
-from lraudit.analysis.interpreter import PARTIAL
-from lraudit.analysis.trace import Event, Loop, arms_not_shared, exclusive
+from lraudit.analysis.interpreter import GroupSlice
+from lraudit.analysis.trace import Arm, Event, Loop, arms_not_shared, exclusive
 from lraudit.analysis.values import ALL, OptimizerObj, SchedulerObj, known_options
 from lraudit.checks.base import Report, StaticRule, describe_scheduler
 
@@ -17,12 +19,34 @@ def _in_training_loop(event: Event) -> bool:
     return any(isinstance(a, Loop) and "param_groups" not in a.iter_text for a in event.ancestors())
 
 
+def _scheduler_presence(arm: Arm) -> Optional[bool]:
+    """For an arm whose condition names a scheduler: True when the arm runs only while the scheduler
+    exists (``if scheduler:``, ``if scheduler is not None:``), False when only while it does not
+    (``if scheduler is None:``, ``if not scheduler:``), None for anything else (``args.sched == ...``:
+    a choice between modes we cannot follow)."""
+    condition = arm.condition
+    polarity = arm.polarity
+    while isinstance(condition, cst.UnaryOperation) and isinstance(condition.operator, cst.Not):
+        condition, polarity = condition.expression, not polarity
+    if isinstance(condition, (cst.Name, cst.Attribute)):
+        return polarity
+    if (isinstance(condition, cst.Comparison) and len(condition.comparisons) == 1
+            and isinstance(condition.comparisons[0].comparator, cst.Name)
+            and condition.comparisons[0].comparator.value == "None"):
+        operator = condition.comparisons[0].operator
+        if isinstance(operator, cst.IsNot):
+            return polarity
+        if isinstance(operator, cst.Is):
+            return not polarity
+    return None
+
+
 def _mode_exclusive(model: Model, construction: Event, write: Event) -> bool:
     """The write and the construction sit under conditions on one setting (``if args.sched == ...``),
     or the write is guarded by a test of the scheduler itself (``if scheduler is None``): they are
     probably alternatives, and we cannot tell."""
     write_arms = arms_not_shared(write, construction)
-    if any("sched" in arm.condition_text.lower() for arm in write_arms):
+    if any(_scheduler_presence(arm) is not True for arm in write_arms if "sched" in arm.condition_text.lower()):
         return True
     construction_names = {n for a in arms_not_shared(construction, write) for n in a.names}
     write_names = {n for a in write_arms for n in a.names}
@@ -43,7 +67,7 @@ def write_follows_construction(model: Model, write: Event, scheduler: SchedulerO
     # Built in another entry point (``__init__``, ``configure_optimizers``): a write repeated by a
     # training loop runs after it.
     return bool(constructions) and _in_training_loop(write) and not any(
-        "sched" in a.condition_text.lower() for a in write.arms()
+        _scheduler_presence(a) is not True for a in write.arms() if "sched" in a.condition_text.lower()
     )
 
 
@@ -74,6 +98,10 @@ class ManualWriteWithScheduler(StaticRule):
                     break
 
 
+def _count_text(optimizer: OptimizerObj) -> str:
+    return str(optimizer.groups) if optimizer.groups is not None else f"{optimizer.min_groups} or more"
+
+
 class PartialParamGroupUpdate(StaticRule):
     """LR004: a manual LR update touches only some param groups of a multi-group optimizer."""
 
@@ -84,7 +112,7 @@ class PartialParamGroupUpdate(StaticRule):
         optimizers: Dict[int, OptimizerObj] = {}
         for write in model.lr_writes():
             for optimizer in known_options(write.target):
-                if isinstance(optimizer, OptimizerObj) and (optimizer.groups or 0) >= 2:
+                if isinstance(optimizer, OptimizerObj) and optimizer.min_groups >= 2:
                     key = (id(optimizer), id(write.funcdef), id(write.root))
                     writes.setdefault(key, []).append(write)
                     optimizers[id(optimizer)] = optimizer
@@ -94,11 +122,24 @@ class PartialParamGroupUpdate(StaticRule):
             indices = [e.data.get("indices") for e in events]
             if any(i is None or i == ALL for i in indices):
                 continue  # an unknown index, or the function also updates every group
+            # Groups 0..n-1 certainly exist (n exact, or a lower bound when groups were added to an
+            # optimizer of unknown size): an update that misses one of them is partial. Negative
+            # indices and slices depend on the exact count: unknown count, silent.
+            exact = optimizer.groups
+            count = exact or optimizer.min_groups
             covered = set()
+            unsure = False
             for index in indices:
-                if index != PARTIAL:
-                    covered.update(i % optimizer.groups for i in index)
-            if covered >= set(range(optimizer.groups)):
+                if isinstance(index, GroupSlice):
+                    if exact is None:
+                        unsure = True
+                    else:
+                        covered.update(index.covered(exact))
+                else:
+                    if exact is None and any(i < 0 for i in index):
+                        unsure = True
+                    covered.update(i % count if i < 0 else i for i in index)
+            if unsure or covered >= set(range(count)):
                 continue
             first = min(events, key=lambda e: e.order)
             if id(first.node) in reported:
@@ -106,7 +147,7 @@ class PartialParamGroupUpdate(StaticRule):
             reported.add(id(first.node))
             yield self.report(
                 first.node,
-                f"this LR update touches only some of the {optimizer.groups} param groups of the optimizer "
+                f"this LR update touches only some of the {_count_text(optimizer)} param groups of the optimizer "
                 f"(line {model.line(optimizer.site)}): the others keep their old LR; update every group "
                 "(scaled per group if intended)",
             )

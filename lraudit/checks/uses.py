@@ -157,8 +157,10 @@ def _inspecting_call(call: cst.Call) -> bool:
     name = dotted_name(call.func)
     if name is None:
         return False
-    if name in _INSPECTING_CALLS:
+    if name in _INSPECTING_CALLS or name in ("warnings.warn", "warn"):
         return True
+    if name.rsplit(".", 1)[-1].endswith(("Error", "Exception", "Warning")):
+        return True  # an exception's message
     head, _, last = name.rpartition(".")
     return bool(head) and last in _LOGGING_METHODS and ("log" in head.lower())
 
@@ -205,7 +207,25 @@ def may_escape(model: Model, names: Tuple[str, ...], scope: Optional[cst.CSTNode
                     if param is None or may_escape(model, (param,), funcdef, safe, safe_argument, False, _depth + 1):
                         return True
                 continue
+        if use == "other" and isinstance(model.parent(mention), cst.Return) and _depth < 4 and scope is not None:
+            if _returned_value_escapes(model, scope, safe, safe_argument, _depth):
+                return True
+            continue
         return True
+    return False
+
+
+def _returned_value_escapes(model: Model, function: cst.FunctionDef, safe, safe_argument, depth: int) -> bool:
+    """``return x`` from a function the interpreter inlined: audit what each caller does with it."""
+    calls = model.callers(function)
+    if not calls:
+        return True  # returned to code outside the module
+    for call in calls:
+        bound = binding(model, call)
+        if bound is None or bound.kind == "attribute":
+            return True
+        if bound.kind == "local" and may_escape(model, bound.names, bound.scope, safe, safe_argument, False, depth + 1):
+            return True
     return False
 
 

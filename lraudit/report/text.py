@@ -12,7 +12,6 @@ from collections import Counter
 from typing import Callable, ContextManager, Iterator, Optional
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "bold blue"}
@@ -88,17 +87,15 @@ def render_text(result, *, color: bool = False, quiet: bool = False) -> str:
             summary.append(f"; {fixable} fixable with `--fix`")
         summary.append(".")
         console.print(summary)
-        table = Table(show_header=False, box=None, pad_edge=False, padding=(0, 2, 0, 0))
         counts = Counter(f.rule for f in result.findings)
+        width = len(str(max(counts.values())))
         for code, count in sorted(counts.items()):
             sample = next(f for f in result.findings if f.rule == code)
-            table.add_row(
-                Text(str(count), justify="right"),
-                Text(code, style=_SEVERITY_STYLE.get(result.severity_of(sample), "bold")),
-                sample.name,
-            )
-        console.print(table)
-    elif not result.errors:
+            row = Text(f"{count:>{width}}  ")
+            row.append(code, style=_SEVERITY_STYLE.get(result.severity_of(sample), "bold"))
+            row.append(f"  {sample.name}")
+            console.print(row)
+    elif not result.errors and not (result.report_unused_ignores and result.unused_ignores):
         console.print(Text(f"All checks passed! ({_plural(result.files_checked, 'file')} checked)", style="bold green"))
     if result.errors:
         console.print(

@@ -70,8 +70,6 @@ def expected_rows(spec: Any, n_steps: int, n_groups: int) -> Tuple[List[Optional
 
 def simulate(snapshot: Tuple[Any, Any], n_steps: int) -> Tuple[List[list], Optional[str]]:
     """Rows the shadow scheduler gives for ``n_steps`` optimizer steps (one scheduler step between two)."""
-    import torch  # noqa: F401  (the shadow lives in torch)
-
     from lraudit.runtime.patches import suppressed
 
     sched, opt = snapshot

@@ -511,7 +511,7 @@ def test_lr013_accelerate_accumulation_plain_vs_prepared_scheduler():
                     opt.zero_grad()
         return run
 
-    run = quiet(lambda: loop(plain))  # stepped every micro-batch: twice per update
+    run = quiet(lambda s=plain: loop(s))  # stepped every micro-batch: twice per update
     assert rules(run) == ["LR013"]
     assert run.lrs() == [0.05, 0.0125, 0.003125]
     del plain  # otherwise still attached to opt, and never stepped in the next run: LR005
@@ -670,4 +670,15 @@ def test_lr015_expect_scheduler_cannot_simulate_plateau():
         with audit(opt, expect="scheduler") as run:
             train_step(m, opt)
             sched.step(1.0)
+    assert run.findings == []
+
+
+def test_lr015_broken_expectation_is_a_warning_not_a_crash():
+    from lraudit.runtime import LRAuditWarning
+
+    m = model()
+    opt = torch.optim.SGD(two_groups(m), lr=0.1)
+    with pytest.warns(LRAuditWarning, match="gave 3 LRs for 2 param groups"):
+        with audit(opt, expect=lambda s: [0.1, 0.01, 0.5]) as run:
+            train_step(m, opt)
     assert run.findings == []

@@ -1,6 +1,5 @@
 """Recording: what is recorded, that training is unchanged, that everything is removed at exit."""
 import json
-import math
 import pickle
 import sys
 import warnings
@@ -245,8 +244,7 @@ def test_gan_findings_name_their_optimizer():
             train_step(g, opt_g)
             train_step(d, opt_d)
             sched_g.step()
-            opt_d.param_groups[0]["lr"] *= 0.5  # a manual schedule on D: fine
-            sched_g.optimizer.param_groups[0]["lr"] *= 1.0
+            opt_d.param_groups[0]["lr"] *= 0.5  # a manual schedule on D, no scheduler: fine
     assert run.findings == []
     sched_d = L.StepLR(opt_d, 1)  # noqa: F841 - attached, never stepped
     with audit([opt_g, opt_d]) as run:

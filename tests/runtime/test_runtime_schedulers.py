@@ -104,3 +104,23 @@ def test_optimizer_never_stepped_is_listed_empty():
     assert run.to_dict()["optimizers"] == [
         {"name": "lr-SGD", "class": "SGD", "groups": [{"name": "pg1", "lr": []}, {"name": "pg2", "lr": []}],
          "steps": 0}]
+
+
+def test_custom_scheduler_class_defined_inside_the_block():
+    m = model()
+    opt = _sgd(m, 1)
+    with audit(opt, strict=True, expect="scheduler") as run:
+
+        class Halving(torch.optim.lr_scheduler.LRScheduler):
+            def get_lr(self):
+                return [base * 0.5 ** self.last_epoch for base in self.base_lrs]
+
+        class HalvingWithStep(Halving):
+            def step(self):  # an override that calls the base step: still one scheduler step
+                super().step()
+
+        sched = HalvingWithStep(opt)
+        reported = canonical(m, opt, sched, n=5)
+    assert run.lrs() == [r[0] for r in reported] == [0.1 * 0.5 ** k for k in range(5)]
+    assert run.findings == []
+    assert not hasattr(HalvingWithStep.__dict__["step"], "__lraudit_original__")  # unwrapped at exit
