@@ -40,11 +40,19 @@ class CheckpointWithoutSchedulerState(StaticRule):
             if event.kind != "save" or id(event.node) in seen or event.data.get("saver") in _SAVES_EVERYTHING:
                 continue
             containers = [o for o in event.target.options() if isinstance(o, Container)]
-            if not containers or all(id(c) in seen for c in containers):
-                continue  # a bare state dict, something we cannot see into, or a dict already reported
-            if any(c.keys is not None and None in c.keys for c in containers):
-                continue  # ``**other`` or computed keys: the scheduler may be in there
-            contents = list(_contents(event.target))
+            bare = [o for o in event.target.options() if isinstance(o, StateDict)]
+            if containers:
+                if all(id(c) in seen for c in containers):
+                    continue  # a dict already reported
+                if any(c.keys is not None and None in c.keys for c in containers):
+                    continue  # ``**other`` or computed keys: the scheduler may be in there
+                contents = list(_contents(event.target))
+            elif bare:
+                # ``torch.save(opt.state_dict(), f)`` alone: silent below when the scheduler's state is
+                # taken anywhere in the module (saved to a file of its own).
+                contents = [(None, o) for o in bare]
+            else:
+                continue  # something we cannot see into
             drivers = self._unsaved_drivers(model, contents)
             if not drivers:
                 continue

@@ -76,7 +76,9 @@ class SchedulerNeverStepped(StaticRule):
                                                         attributes=bound.kind == "attribute"):
                 continue  # stepped, passed, returned, stored, captured ... somewhere we cannot follow
             # The optimizer it drives does train in this module: the schedule was meant to apply.
-            if not any(model.steps_of_optimizers(model.optimizers_of(s)) for s in schedulers):
+            # (A training helper of another module given the optimizer counts: torchvision's
+            # ``train_one_epoch(model, optimizer, ...)`` imported from its engine module.)
+            if not any(model.steps_of_optimizers(model.optimizers_of(s), include_external=True) for s in schedulers):
                 continue
             if bound.kind != "discarded":
                 key = (id(bound.scope), bound.kind, bound.names)
@@ -86,10 +88,13 @@ class SchedulerNeverStepped(StaticRule):
             name = _describe(schedulers[0])
             how = ("is built and discarded" if bound.kind == "discarded"
                    else f"`{bound.names[0]}` is never stepped nor handed on")
+            optimizers = {id(o) for s in schedulers for o in model.optimizers_of(s)}
+            manual = any(id(o) in optimizers for w in model.lr_writes() for o in w.target.options())
+            effect = ("" if manual else " and the LR stays at its first value for the whole run")
             yield self.report(
                 site,
-                f"{name} {how}: its schedule never advances and the LR stays at its first value for the "
-                "whole run; call `.step()` where the schedule advances (per epoch or per optimizer step)",
+                f"{name} {how}: its schedule never advances{effect}; call `.step()` where the schedule "
+                "advances (per epoch or per optimizer step)",
             )
 
     @staticmethod
@@ -322,6 +327,8 @@ class BuiltInLoop(StaticRule):
                 continue
             if "requires_grad" in model.text(expression):
                 continue  # the trainable set is chosen anew (progressive unfreezing)
+            if isinstance(obj, OptimizerObj) and _stateless_sgd(obj, event.call):
+                continue  # plain SGD keeps no state: a new one each iteration changes nothing
             if isinstance(obj, SchedulerObj) and any(
                 c.root is event.root and any(a is loop for a in c.ancestors())
                 for o in model.optimizers_of(obj) for c in model.constructions(o)
@@ -338,6 +345,16 @@ class BuiltInLoop(StaticRule):
                 f"(`{_loop_header(model, loop)}`): every iteration a new {what} {consequence}; build it once "
                 "before the loop",
             )
+
+
+def _stateless_sgd(optimizer: OptimizerObj, call) -> bool:
+    """``torch.optim.SGD`` without momentum (the default): it has no state to lose."""
+    if optimizer.qualname != "torch.optim.SGD" or call is None:
+        return False
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    momentum = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "momentum"),
+                    positional[2].value if len(positional) > 2 else None)
+    return momentum is None or (isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0)
 
 
 def _changes_per_iteration(model: Model, arm: Arm, loop: Loop) -> bool:
@@ -386,6 +403,17 @@ class UncomposedSchedulers(StaticRule):
 
     def check(self, model: Model) -> Iterable[Report]:
         reported: Set[int] = set()
+        for parent, child in self._composed_and_stepped(model):
+            step = model.steps_of_scheduler(child)[0]
+            if id(step.node) in reported:
+                continue
+            reported.add(id(step.node))
+            yield self.report(
+                step.node,
+                f"{_describe(child)} is composed in {_describe(parent)} (line {model.line(parent.site)}), "
+                "which steps it, and is also stepped here: it advances twice per step; step only the "
+                f"{_describe(parent)}",
+            )
         for first, second in self._pairs(model):
             later = max((first, second), key=lambda s: model.line(s.site))
             earlier = first if later is second else second
@@ -399,6 +427,18 @@ class UncomposedSchedulers(StaticRule):
                 "compounds the other's LR; compose them with SequentialLR (one after the other) or "
                 "ChainedScheduler (together)",
             )
+
+    def _composed_and_stepped(self, model: Model) -> Iterable[Tuple[SchedulerObj, SchedulerObj]]:
+        """(composite, child) where the child of a SequentialLR/ChainedScheduler is also stepped
+        directly in the loop that steps the composite."""
+        for parent in model.schedulers:
+            if not parent.kind.composite:
+                continue
+            for child in parent.children:
+                for option in child.options():
+                    if isinstance(option, SchedulerObj) and option.parent is parent \
+                            and self._stepped_together(model, parent, option):
+                        yield parent, option
 
     def _pairs(self, model: Model) -> Iterable[Tuple[SchedulerObj, SchedulerObj]]:
         optimizers: Dict[int, Obj] = {}

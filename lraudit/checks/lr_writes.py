@@ -7,7 +7,7 @@ import libcst as cst
 
 from lraudit.analysis import Model
 from lraudit.analysis.interpreter import GroupSlice
-from lraudit.analysis.trace import Arm, Event, Loop, arms_not_shared, exclusive
+from lraudit.analysis.trace import Arm, Event, Frame, Loop, arms_not_shared, exclusive
 from lraudit.analysis.values import ALL, OptimizerObj, SchedulerObj, known_options
 from lraudit.checks.base import Report, StaticRule, describe_scheduler
 
@@ -98,6 +98,18 @@ class ManualWriteWithScheduler(StaticRule):
                     break
 
 
+def _update_site(write: Event):
+    """Writes that form one LR update: those of the same loop body or function body (branches and
+    ``with`` blocks inside it included). ``param_groups[0]["lr"] = a; param_groups[1]["lr"] = b`` is
+    one full update; a later ``param_groups[2]["lr"] = c`` in another loop is an update of its own."""
+    for ancestor in write.ancestors():
+        if isinstance(ancestor, Loop) and "param_groups" in ancestor.iter_text:
+            continue  # the loop over the groups is part of the update itself
+        if isinstance(ancestor, (Loop, Frame)) or ancestor.parent is None:
+            return ancestor
+    return write.root
+
+
 def _count_text(optimizer: OptimizerObj) -> str:
     return str(optimizer.groups) if optimizer.groups is not None else f"{optimizer.min_groups} or more"
 
@@ -108,16 +120,16 @@ class PartialParamGroupUpdate(StaticRule):
     code = "LR004"
 
     def check(self, model: Model) -> Iterable[Report]:
-        writes: Dict[Tuple[int, int, int], List[Event]] = {}
+        writes: Dict[Tuple[int, int], List[Event]] = {}
         optimizers: Dict[int, OptimizerObj] = {}
         for write in model.lr_writes():
             for optimizer in known_options(write.target):
                 if isinstance(optimizer, OptimizerObj) and optimizer.min_groups >= 2:
-                    key = (id(optimizer), id(write.funcdef), id(write.root))
+                    key = (id(optimizer), id(_update_site(write)))
                     writes.setdefault(key, []).append(write)
                     optimizers[id(optimizer)] = optimizer
         reported = set()
-        for (opt_id, _, _), events in writes.items():
+        for (opt_id, _), events in writes.items():
             optimizer = optimizers[opt_id]
             indices = [e.data.get("indices") for e in events]
             if any(i is None or i == ALL for i in indices):
