@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterable, List, Optional
 
 from lraudit.analysis import Model
-from lraudit.analysis.trace import Event, arms_not_shared, exclusive, innermost_loop
+from lraudit.analysis.trace import Context, Event, arms_not_shared, exclusive, innermost_loop
 from lraudit.checks.base import Report, StaticRule, describe_scheduler, receiver_text
 from lraudit.checks.edits import move_step_after
 
@@ -71,6 +71,13 @@ def runs_before_first_optimizer_step(model: Model, step: Event, opt_steps: List[
     return not model.iteration_guards(step, candidates[0])
 
 
+def _warnings_silenced(event: Event) -> bool:
+    """Inside ``with warnings.catch_warnings():`` (ultralytics steps its scheduler first on purpose and
+    silences "Detected lr_scheduler.step() before optimizer.step()")."""
+    return any(isinstance(a, Context) and any("catch_warnings" in text for text in a.item_texts)
+               for a in event.ancestors())
+
+
 def _step_text(model: Model, event: Event) -> str:
     return model.text(event.node).strip()
 
@@ -85,6 +92,8 @@ class SchedulerBeforeOptimizer(StaticRule):
             for step in sched_steps:
                 if not runs_before_first_optimizer_step(model, step, opt_steps):
                     continue
+                if _warnings_silenced(step):
+                    continue  # the author silenced torch's own warning for this: a deliberate order
                 if accumulation_mismatch(model, step, opt_steps) is not None:
                     continue  # LR013 tells the real story of this statement
                 first = next(o for o in opt_steps if not exclusive(o, step))
