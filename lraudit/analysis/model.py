@@ -36,6 +36,11 @@ _ITERATION_WORDS = re.compile(
 )
 
 
+# Objects that hold the run's configuration: their attributes do not change between iterations.
+_SETTINGS = frozenset({"args", "opt", "opts", "cfg", "config", "conf", "hparams", "hp", "hyp", "FLAGS", "flags",
+                       "settings", "options", "training_args", "train_args"})
+
+
 @dataclass
 class OptimizerStep:
     event: Event
@@ -149,8 +154,12 @@ class Model:
                 loop_names.update(ancestor.targets)
                 loop_names.update(ancestor.counters)
         for name in arm.names:
+            head, _, _ = name.partition(".")
             last = name.rsplit(".", 1)[-1]
-            if name in loop_names or last in loop_names or _ITERATION_WORDS.search(last):
+            if name in loop_names or last in loop_names:
+                return True
+            # ``args.warmup_epochs`` is a setting fixed for the run, whatever its name says.
+            if head not in _SETTINGS and _ITERATION_WORDS.search(last):
                 return True
         return False
 
