@@ -97,6 +97,15 @@ def metric_name(node: cst.BaseExpression) -> Tuple[Optional[str], bool]:
                 return None, negated
         else:
             break
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Divide):
+        # ``correct / total`` (times 100, or not) is an accuracy, whatever the names' digits.
+        numerator = node.left
+        while isinstance(numerator, cst.BinaryOperation) and isinstance(numerator.operator, cst.Multiply):
+            numerator = numerator.right if isinstance(numerator.left, (cst.Integer, cst.Float)) else numerator.left
+        name, _ = metric_name(numerator) if isinstance(numerator, (cst.Name, cst.Attribute)) else (None, False)
+        if name and "correct" in _name_parts(name):
+            return "accuracy", negated
+        return None, negated
     if isinstance(node, cst.Name):
         return node.value, negated
     if isinstance(node, cst.Attribute):
