@@ -403,6 +403,7 @@ class Interpreter:
         targets = tuple(_mentioned_names(stmt.target))
         loop = container.add(Loop(stmt, partial(self._text, stmt.iter), targets))
         loop.origins = self._origins(stmt.iter, scope, depth=2)
+        loop.over_param_groups = any(isinstance(o, ParamGroup) for o in _reachable(element))
         self._assign(stmt.target, element, scope, loop, stmt)
         self._exec_loop_body(stmt.body, scope, loop)
         if stmt.orelse is not None:

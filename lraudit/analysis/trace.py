@@ -57,6 +57,7 @@ class Loop(Container):
         self._iter_text = iter_text  # the iterated expression (for) or condition (while), as code
         self.targets = targets  # names bound by the loop header
         self.counters: set = set()  # names incremented inside the body (global_step += 1)
+        self.over_param_groups = False  # ``for g in opt.param_groups`` (or enumerate of it)
         # id of each Name read in the header -> the expression it was last assigned from
         # (``train_iterator = trange(num_epochs)``; ``for _ in train_iterator``)
         self.origins: dict = {}

@@ -16,7 +16,7 @@ _ITERATION_NAMES = ("step", "epoch", "iter", "idx", "it")
 
 def _in_training_loop(event: Event) -> bool:
     """Inside a loop other than the loop over ``param_groups`` that performs the write."""
-    return any(isinstance(a, Loop) and "param_groups" not in a.iter_text for a in event.ancestors())
+    return any(isinstance(a, Loop) and not a.over_param_groups for a in event.ancestors())
 
 
 def _scheduler_presence(arm: Arm) -> Optional[bool]:
@@ -103,7 +103,7 @@ def _update_site(write: Event):
     ``with`` blocks inside it included). ``param_groups[0]["lr"] = a; param_groups[1]["lr"] = b`` is
     one full update; a later ``param_groups[2]["lr"] = c`` in another loop is an update of its own."""
     for ancestor in write.ancestors():
-        if isinstance(ancestor, Loop) and "param_groups" in ancestor.iter_text:
+        if isinstance(ancestor, Loop) and ancestor.over_param_groups:
             continue  # the loop over the groups is part of the update itself
         if isinstance(ancestor, (Loop, Frame)) or ancestor.parent is None:
             return ancestor
