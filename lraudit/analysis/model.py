@@ -21,7 +21,6 @@ from lraudit.analysis.values import (
     Obj,
     Opaque,
     OptimizerObj,
-    ParamGroup,
     ScalerObj,
     SchedulerObj,
     known_options,

@@ -4,7 +4,7 @@ them (param groups, state dicts). Anything else is UNKNOWN: unknown stays unknow
 """
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import libcst as cst
 
@@ -177,14 +177,6 @@ class Container(Value):
     def __init__(self, items: Iterable[Value], keys: Optional[List[Optional[str]]] = None) -> None:
         self.items: Tuple[Value, ...] = tuple(items)
         self.keys = keys  # for dicts: the literal string keys (None where not a literal)
-
-
-class FunctionRef(Value):
-    """A function or method defined in this module, not yet called (a callback handed on)."""
-
-    def __init__(self, funcdef: cst.FunctionDef, bound_self: Optional[Value] = None) -> None:
-        self.funcdef = funcdef
-        self.bound_self = bound_self
 
 
 class ClassRef(Value):

@@ -7,6 +7,7 @@ from typing import Callable, Iterable, Optional, Tuple, Union
 import libcst as cst
 
 from lraudit.analysis import Model
+from lraudit.analysis.known import SCHEDULER_FACTORIES
 from lraudit.analysis.values import SchedulerObj
 
 
@@ -51,10 +52,11 @@ class StaticRule:
         return Report(self.code, node, message, fixable or (fix is not None and fix.safe), fix)
 
 
-def describe_scheduler(model: Model, scheduler: SchedulerObj) -> str:
-    """``StepLR`` (or the factory name) for messages."""
-    name = scheduler.cls or scheduler.qualname.rsplit(".", 1)[-1]
-    return name
+def describe_scheduler(scheduler: SchedulerObj) -> str:
+    """``StepLR``, or the factory that built it (``get_linear_schedule_with_warmup``), for messages."""
+    if scheduler.qualname in SCHEDULER_FACTORIES:
+        return scheduler.qualname.rsplit(".", 1)[-1]
+    return scheduler.cls or scheduler.qualname.rsplit(".", 1)[-1]
 
 
 def receiver_text(model: Model, call: Optional[cst.Call]) -> str:

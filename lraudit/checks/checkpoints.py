@@ -62,7 +62,7 @@ class CheckpointWithoutSchedulerState(StaticRule):
             yield self.report(
                 _where_built(event),
                 f"this checkpoint saves the optimizer's state but not the state of "
-                f"{describe_scheduler(model, scheduler)} (line {model.line(scheduler.site)}) that drives it: a "
+                f"{describe_scheduler(scheduler)} (line {model.line(scheduler.site)}) that drives it: a "
                 "resumed run restarts the schedule; "
                 "save `scheduler.state_dict()` too (and load it on resume)",
             )

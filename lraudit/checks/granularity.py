@@ -27,10 +27,9 @@ import libcst as cst
 from lraudit.analysis import Model
 from lraudit.analysis.imports import dotted_name
 from lraudit.analysis.trace import Event, Loop, arms_not_shared, exclusive, innermost_loop
-from lraudit.analysis import known
 from lraudit.analysis import values as V
 from lraudit.analysis.values import Const, SchedulerObj, some
-from lraudit.checks.base import Report, StaticRule, receiver_text
+from lraudit.checks.base import Report, StaticRule, describe_scheduler, receiver_text
 from lraudit.checks.epoch_argument import is_torch_scheduler
 
 EPOCHS = "epochs"
@@ -235,13 +234,6 @@ def unit_of(dim) -> Optional[str]:
 
 # ---------------------------------------------------------------------------------------------------
 # The size of a scheduler
-
-
-def scheduler_name(scheduler: SchedulerObj) -> str:
-    """``CosineAnnealingLR``, or the factory that built it (``get_linear_schedule_with_warmup``)."""
-    if scheduler.qualname in known.SCHEDULER_FACTORIES:
-        return scheduler.qualname.rsplit(".", 1)[-1]
-    return scheduler.cls or scheduler.qualname.rsplit(".", 1)[-1]
 
 
 def _short(model: Model, node: cst.CSTNode, limit: int = 60) -> str:
@@ -609,7 +601,7 @@ class StepGranularityMismatch(StaticRule):
         return f"`{size.keyword}={text}`, line {model.line(size.node)}"
 
     def _framework(self, model, hand: FrameworkStep, size: Size) -> str:
-        name = scheduler_name(size.scheduler)
+        name = describe_scheduler(size.scheduler)
         if hand.kind == PER_BATCH:
             return (f"{name} is sized in epochs ({self._size_text(model, size)}) but {hand.how}, so it steps "
                     "once per optimizer step: the schedule is used up after that many batches; size it in "
@@ -619,7 +611,7 @@ class StepGranularityMismatch(StaticRule):
                 "`\"interval\": \"step\"` in its scheduler config")
 
     def _per_batch(self, model, scheduler, event, grain, size) -> str:
-        name = scheduler_name(size.scheduler)
+        name = describe_scheduler(size.scheduler)
         loop_text = " ".join(grain.loop.iter_text.split())
         loop_text = loop_text if len(loop_text) <= 50 else loop_text[:47] + "..."
         with_step = (f", with `{model.text(grain.optimizer_step.node).strip()[:40]}`"
@@ -630,7 +622,7 @@ class StepGranularityMismatch(StaticRule):
                 "(epochs * len(loader)) or step it once per epoch")
 
     def _per_epoch(self, model, scheduler, event, grain, size) -> str:
-        name = scheduler_name(size.scheduler)
+        name = describe_scheduler(size.scheduler)
         if grain.optimizer_step is not None:
             where = (f"runs once per epoch while `{model.text(grain.optimizer_step.node).strip()[:40]}` "
                      f"(line {model.line(grain.optimizer_step.node)}) runs per batch")

@@ -16,7 +16,7 @@ from lraudit.analysis.imports import dotted_name
 from lraudit.analysis.known import SCHEDULER_FACTORIES
 from lraudit.analysis.trace import Arm, Event, Frame, Loop, arms_not_shared, exclusive, innermost_loop
 from lraudit.analysis.values import Obj, OptimizerObj, SchedulerObj
-from lraudit.checks.base import Report, StaticRule
+from lraudit.checks.base import Report, StaticRule, describe_scheduler
 from lraudit.checks.uses import argument_call, binding, introspective, may_escape, uses
 
 PLATEAU = "ReduceLROnPlateau"
@@ -36,13 +36,6 @@ def steps_touching(model: Model, obj: Obj) -> List[Event]:
 
 def optimizer_steps_of(model: Model, obj: Obj, root=None) -> List[Event]:
     return model.steps_of_optimizers([obj], root)
-
-
-def _describe(scheduler: SchedulerObj) -> str:
-    """``StepLR``, or the factory's name (``get_linear_schedule_with_warmup``)."""
-    if scheduler.qualname in SCHEDULER_FACTORIES:
-        return scheduler.qualname.rsplit(".", 1)[-1]
-    return scheduler.cls or scheduler.qualname.rsplit(".", 1)[-1]
 
 
 def _is_custom_subclass(scheduler: SchedulerObj) -> bool:
@@ -85,7 +78,7 @@ class SchedulerNeverStepped(StaticRule):
                 if key in reported_names:
                     continue  # alternatives bound to one name (``if args.sched == ...``): one finding
                 reported_names.add(key)
-            name = _describe(schedulers[0])
+            name = describe_scheduler(schedulers[0])
             how = ("is built and discarded" if bound.kind == "discarded"
                    else f"`{bound.names[0]}` is never stepped nor handed on")
             optimizers = {id(o) for s in schedulers for o in model.optimizers_of(s)}
@@ -341,7 +334,7 @@ class BuiltInLoop(StaticRule):
                 consequence = "restarts the schedule from its first value"
             yield self.report(
                 event.node,
-                f"{_describe(obj) if what == 'scheduler' else what} built inside the loop that steps it "
+                f"{describe_scheduler(obj) if what == 'scheduler' else what} built inside the loop that steps it "
                 f"(`{_loop_header(model, loop)}`): every iteration a new {what} {consequence}; build it once "
                 "before the loop",
             )
@@ -410,9 +403,9 @@ class UncomposedSchedulers(StaticRule):
             reported.add(id(step.node))
             yield self.report(
                 step.node,
-                f"{_describe(child)} is composed in {_describe(parent)} (line {model.line(parent.site)}), "
+                f"{describe_scheduler(child)} is composed in {describe_scheduler(parent)} (line {model.line(parent.site)}), "
                 "which steps it, and is also stepped here: it advances twice per step; step only the "
-                f"{_describe(parent)}",
+                f"{describe_scheduler(parent)}",
             )
         for first, second in self._pairs(model):
             later = max((first, second), key=lambda s: model.line(s.site))
@@ -422,7 +415,7 @@ class UncomposedSchedulers(StaticRule):
             reported.add(id(later.site))
             yield self.report(
                 later.site,
-                f"{_describe(later)} and {_describe(earlier)} (line "
+                f"{describe_scheduler(later)} and {describe_scheduler(earlier)} (line "
                 f"{model.line(earlier.site)}) both step the same optimizer independently: each rewrites or "
                 "compounds the other's LR; compose them with SequentialLR (one after the other) or "
                 "ChainedScheduler (together)",

@@ -170,7 +170,7 @@ class InvalidLr(StaticRule):
             bounds = _TORCH_BOUNDS.get(scheduler.cls or "", ())
         else:
             bounds = _OTHER_BOUNDS.get(scheduler.qualname) or _HF_BOUNDS.get(scheduler.qualname.rsplit(".", 1)[-1], ())
-        name = describe_scheduler(model, scheduler)
+        name = describe_scheduler(scheduler)
         for keyword, position, kind in bounds:
             arg = argument(call, keyword, position)
             if arg is None:

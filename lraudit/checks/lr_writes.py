@@ -91,7 +91,7 @@ class ManualWriteWithScheduler(StaticRule):
                             else "overwrites it at its next step")
                     yield self.report(
                         write.node,
-                        f"manual write to `param_group['lr']` while {describe_scheduler(model, scheduler)} "
+                        f"manual write to `param_group['lr']` while {describe_scheduler(scheduler)} "
                         f"(line {model.line(scheduler.site)}) drives this optimizer: the scheduler {kind}; "
                         "express the manual part as a scheduler (SequentialLR, LambdaLR) instead",
                     )

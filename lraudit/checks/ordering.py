@@ -105,7 +105,7 @@ class SchedulerBeforeOptimizer(StaticRule):
                 yield self.report(
                     step.node,
                     f"`{receiver_text(model, step.call)}.step()` runs before {where}: "
-                    f"{describe_scheduler(model, scheduler)} skips the first value of its schedule; "
+                    f"{describe_scheduler(scheduler)} skips the first value of its schedule; "
                     "step the scheduler after the optimizer",
                     fix=move_step_after(model, step, first, receiver_text(model, step.call)),
                 )
@@ -127,6 +127,6 @@ class StepCountMismatch(StaticRule):
                     step.node,
                     f"`{receiver_text(model, step.call)}.step()` runs on every iteration while "
                     f"`{_step_text(model, guarded)}` (line {model.line(guarded.node)}) runs only when "
-                    f"`{guard.condition_text}`: {describe_scheduler(model, scheduler)} advances once per "
+                    f"`{guard.condition_text}`: {describe_scheduler(scheduler)} advances once per "
                     "micro-batch; step it under the same condition as the optimizer",
                 )
