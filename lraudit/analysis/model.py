@@ -57,6 +57,7 @@ class Model:
         self.module = module
         self.imports = imports
         self._positions = None
+        self._constructions: Optional[Dict[int, List[Event]]] = None
         self.exhausted = interpreter.exhausted  # the interpreter hit its budget: the trace is incomplete
         self._syntax_index: Optional[_SyntaxIndex] = None
         self._assigned: Dict[cst.CSTNode, Set[str]] = {}
@@ -91,7 +92,13 @@ class Model:
         return isinstance(value, OptimizerObj) or (isinstance(value, Opaque) and id(value) in self._driven)
 
     def constructions(self, obj: Obj) -> List[Event]:
-        return [e for e in self.events if e.kind == "construct" and e.target is obj]
+        """The construction events of an object (rules ask per write and per pair: indexed once)."""
+        if self._constructions is None:
+            self._constructions = {}
+            for event in self.events:
+                if event.kind == "construct":
+                    self._constructions.setdefault(id(event.target), []).append(event)
+        return self._constructions.get(id(obj), [])
 
     def _classify_steps(self) -> None:
         for event in self.events:
