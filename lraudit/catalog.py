@@ -376,6 +376,166 @@ _RULES = (
         fix_safety="Runtime only: nothing to fix in the source automatically.",
         references=("https://pytorch.org/docs/stable/distributed.html",),
     ),
+    Rule(
+        code="LR017",
+        name="param-groups-after-scheduler",
+        summary="`optimizer.add_param_group(...)` after a torch scheduler was built on the optimizer",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="`add_param_group` on an optimizer after a torch scheduler was built on it and stepped "
+        "afterwards, with no scheduler rebuilt in between",
+        runtime="a scheduler steps over a different number of param groups than it was built with "
+        "(torch >= 2.10 raises for LambdaLR, MultiplicativeLR, CyclicLR, OneCycleLR, "
+        "CosineAnnealingWarmRestarts, SequentialLR)",
+        what="Finds `optimizer.add_param_group(...)` (unfreezing a backbone mid-training, adding a head) "
+        "on an optimizer that a torch scheduler was already built on, when that scheduler is stepped "
+        "afterwards and no scheduler is built on the optimizer in between.",
+        why="A scheduler records one base LR (and one lambda, one momentum range) per param group when it "
+        "is built. Since torch 2.10 its `step()` pairs them with the groups strictly: LambdaLR, "
+        "MultiplicativeLR, CyclicLR, CosineAnnealingWarmRestarts and SequentialLR raise `ValueError: "
+        "zip() argument 2 is shorter than argument 1`, OneCycleLR raises `KeyError: 'initial_lr'` (torch "
+        "2.13, measured). The other chainable schedulers (StepLR, ExponentialLR, CosineAnnealingLR, "
+        "LinearLR...) carry on and decay the new group from whatever LR it had, with no base LR of its "
+        "own; before torch 2.10 the closed-form ones silently left the new group unscheduled.",
+        example="scheduler = LambdaLR(optimizer, lambda e: 0.95 ** e)\nfor epoch in range(epochs):\n"
+        "    if epoch == unfreeze_at:\n        optimizer.add_param_group({'params': backbone.parameters()})\n"
+        "    train(model, optimizer, loader)\n    scheduler.step()",
+        use_instead="optimizer = SGD([{'params': head.parameters()},\n"
+        "                 {'params': backbone.parameters(), 'lr': 0.0}], lr=0.1)  # frozen by its LR\n"
+        "scheduler = LambdaLR(optimizer, [lambda e: 0.95 ** e, lambda e: 0.1 * (e >= unfreeze_at)])",
+        fix_safety="No automatic fix: rebuilding the scheduler, or creating every group up front, is the "
+        "author's decision.",
+        references=(_TORCH_SCHED_DOCS,),
+    ),
+    Rule(
+        code="LR018",
+        name="scheduler-built-after-optimizer-load",
+        summary="a scheduler whose construction rewrites the LR is built after `optimizer.load_state_dict`",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="a scheduler whose construction rewrites the LR (LambdaLR and the transformers factories, "
+        "LinearLR, ConstantLR, CyclicLR, OneCycleLR, CosineAnnealingWarmRestarts, SequentialLR) built "
+        "after `optimizer.load_state_dict` on the same path",
+        runtime="right after the loads, the LR the next update uses differs from the restored scheduler's "
+        "`get_last_lr()`",
+        what="Finds a torch scheduler built after `optimizer.load_state_dict(...)` on the same optimizer "
+        "(in a resume block, a `Trainer.resume()` method, a script), when its class writes the LR at "
+        "construction, and it is not positioned explicitly with `last_epoch`.",
+        why="A scheduler takes one step when it is built. The closed-form ones write the start of their "
+        "schedule: LambdaLR (and `get_linear_schedule_with_warmup` and the other transformers "
+        "factories) writes `initial_lr * lambda(0)`, OneCycleLR `max_lr / div_factor`, CyclicLR "
+        "`base_lr`, CosineAnnealingWarmRestarts and SequentialLR `initial_lr`; LinearLR and ConstantLR "
+        "multiply the restored LR by their start factor again. Loading the scheduler's state afterwards "
+        "restores its counters but does not write the LR back: the next updates run at the "
+        "start-of-schedule LR while `get_last_lr()` reports the restored one (torch 2.13, measured: "
+        "LambdaLR resumed at 0.0031 trains at 0.1). StepLR, MultiStepLR, ExponentialLR, "
+        "MultiplicativeLR, PolynomialLR, CosineAnnealingLR and ReduceLROnPlateau keep the restored LR "
+        "and are not reported.",
+        example="optimizer.load_state_dict(ckpt['optimizer'])\n"
+        "scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)\n"
+        "scheduler.load_state_dict(ckpt['scheduler'])",
+        use_instead="scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)\n"
+        "optimizer.load_state_dict(ckpt['optimizer'])\nscheduler.load_state_dict(ckpt['scheduler'])",
+        fix_safety="No automatic fix: the construction may depend on values computed between the two "
+        "statements.",
+        references=("https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate",),
+    ),
+    Rule(
+        code="LR019",
+        name="scheduler-state-not-restored",
+        summary="the optimizer's state is restored but the scheduler driving it is neither restored nor "
+        "repositioned",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="`optimizer.load_state_dict(...)` while the torch scheduler driving that optimizer is neither "
+        "restored (`scheduler.load_state_dict`) nor repositioned (`last_epoch=` keyword or positional, "
+        "`scheduler.last_epoch = ...`, `step(epoch)`)",
+        runtime="an optimizer's state loaded during the audit while the state of the scheduler driving it "
+        "is neither loaded nor repositioned before that scheduler's next step",
+        what="Finds the resume side of LR010: a run restores its optimizer from a checkpoint, and the "
+        "torch scheduler that drives that optimizer is built and stepped in the same module but never "
+        "restored with `load_state_dict` nor repositioned (`last_epoch=` given to its constructor by "
+        "keyword or position, `scheduler.last_epoch = start_epoch - 1`, `scheduler.step(epoch)`). "
+        "Reported at the optimizer's `load_state_dict`.",
+        why="The schedule restarts on every resume while the optimizer's moments continue: warm-up runs "
+        "again at full model maturity, a decayed LR jumps back to its start (closed-form schedulers), or "
+        "a chainable scheduler decays the restored LR again on its restarted count.",
+        example="optimizer.load_state_dict(ckpt['optimizer'])\nstart_epoch = ckpt['epoch'] + 1\n"
+        "for epoch in range(start_epoch, epochs):\n    train(...)\n    scheduler.step()",
+        use_instead="optimizer.load_state_dict(ckpt['optimizer'])\nscheduler.load_state_dict(ckpt['scheduler'])\n"
+        "start_epoch = ckpt['epoch'] + 1",
+        fix_safety="No automatic fix: the checkpoint must hold the scheduler's state first (LR010).",
+        references=("https://pytorch.org/tutorials/recipes/recipes/saving_and_loading_a_general_checkpoint.html",),
+    ),
+    Rule(
+        code="LR020",
+        name="removed-scheduler-argument",
+        summary="an argument torch removed (`verbose=`) is given to a torch scheduler",
+        severity=WARNING,
+        fix=FIX_SAFE,
+        static="an argument torch removed from its schedulers (`verbose=`: deprecated in 2.2, a TypeError "
+        "since 2.7) given to a torch scheduler; the safe fix drops it",
+        runtime=None,
+        what="Finds arguments that torch removed from its LR schedulers, given to a "
+        "`torch.optim.lr_scheduler` class: `verbose=` (deprecated in torch 2.2, removed in 2.7). Other "
+        "libraries' schedulers that take `verbose` (timm's) are not reported.",
+        why="On torch >= 2.7 the constructor raises `TypeError: ... got an unexpected keyword argument "
+        "'verbose'` and the script does not start; from 2.2 to 2.6 the argument only warned and printed "
+        "nothing. The LR itself is not affected: this is an old API, not a wrong schedule.",
+        example="scheduler = ReduceLROnPlateau(optimizer, 'min', patience=5, verbose=True)",
+        use_instead="scheduler = ReduceLROnPlateau(optimizer, 'min', patience=5)\n"
+        "print(scheduler.get_last_lr())  # when you want to see it",
+        fix_safety="Safe: the argument has done nothing since torch 2.2; dropping it keeps the schedule.",
+        references=("https://github.com/pytorch/pytorch/pull/147301",),
+    ),
+    Rule(
+        code="LR021",
+        name="compiled-step-float-lr",
+        summary="a `torch.compile`d function steps an optimizer whose float LR a scheduler changes",
+        severity=WARNING,
+        fix=FIX_NONE,
+        static="a `torch.compile`d function steps an optimizer whose Python-float LR a torch scheduler "
+        "changes (the change recompiles the step)",
+        runtime=None,
+        what="Finds a function compiled with `torch.compile` (decorated, or wrapped by "
+        "`torch.compile(fn)`) that calls `optimizer.step()`, when a torch scheduler drives that optimizer "
+        "and the optimizer's LR is a Python float. Silent when the LR is given as a tensor "
+        "(`lr=torch.tensor(0.01)`).",
+        why="Dynamo guards on the float LR: when the scheduler changes it, the compiled step is compiled "
+        "again. Measured on torch 2.13 (eager backend, LinearLR over 8 steps): 2 compilations with the "
+        "default automatic dynamic shapes (the second one turns the LR into a symbolic float), 6 "
+        "(one per change) with automatic dynamic disabled as `dynamic=False` does; torch releases that "
+        "specialise floats recompile at every change until the recompile limit sends the step back to "
+        "eager. The LR used is right; compilation time is lost. The torch recipe \"Compiling the "
+        "optimizer with an LR scheduler\" gives the LR as a tensor.",
+        example="optimizer = torch.optim.Adam(model.parameters(), lr=0.01)\n"
+        "scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, total_iters=5)\n\n@torch.compile\n"
+        "def step():\n    optimizer.step()",
+        use_instead="optimizer = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.01))",
+        fix_safety="No automatic fix: a tensor LR changes what other code reading the LR receives.",
+        references=("https://pytorch.org/tutorials/recipes/compiling_optimizer_lr_scheduler.html",),
+    ),
+    Rule(
+        code="LR022",
+        name="invalid-momentum",
+        summary="a momentum or beta outside [0, 1)",
+        severity=ERROR,
+        fix=FIX_NONE,
+        static="a literal momentum or beta outside [0, 1) (optimizer `momentum=`/`betas=`, OneCycleLR and "
+        "CyclicLR `base_momentum`/`max_momentum`)",
+        runtime="a momentum or beta outside [0, 1) observed (recorded per group when a scheduler cycles them)",
+        what="Finds a literal `momentum` outside [0, 1) given to an optimizer, a literal `betas` with an "
+        "element outside [0, 1), and `base_momentum`/`max_momentum` of OneCycleLR and CyclicLR outside "
+        "[0, 1). At run time, a momentum or beta1 outside [0, 1) in a param group at an update.",
+        why="A momentum (or Adam's beta1) of 1 or more never forgets a gradient: the velocity grows "
+        "without bound and the weights diverge. torch checks Adam's `betas` at construction (a "
+        "ValueError), but not SGD's `momentum` above 1 nor the momentum range of OneCycleLR and CyclicLR, "
+        "which then write the invalid value into the optimizer as they cycle.",
+        example="scheduler = OneCycleLR(optimizer, max_lr=0.1, total_steps=1000, max_momentum=1.05)",
+        use_instead="scheduler = OneCycleLR(optimizer, max_lr=0.1, total_steps=1000, max_momentum=0.95)",
+        fix_safety="No automatic fix: the intended value is unknown.",
+        references=("https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.OneCycleLR.html",),
+    ),
 )
 
 RULES: Dict[str, Rule] = {rule.code: rule for rule in _RULES}

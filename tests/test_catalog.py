@@ -51,7 +51,7 @@ def test_every_static_rule_is_catalogued_as_static():
 def test_lookup_by_code_name_and_prefix():
     assert catalog.get("lr001").name == "scheduler-before-optimizer"
     assert catalog.get("scheduler-before-optimizer").code == "LR001"
-    assert [r.code for r in catalog.matching("LR01")] == [f"LR01{n}" for n in range(7)]
+    assert [r.code for r in catalog.matching("LR01")] == [f"LR01{n}" for n in range(10)]
 
 
 def test_explain_prints_the_page():
