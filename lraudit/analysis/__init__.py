@@ -9,6 +9,8 @@ How it fits together (each module has one job):
   drives, its children/parent when composed), ScalerObj, AcceleratorObj, InstanceObj, Opaque
   (parameters of uncalled functions, unknown attributes), ParamGroups/ParamGroup, StateDict,
   Container (literal tuples/lists/dicts), Union_ of options; UNKNOWN for anything else.
+- ``nodes.py``: pure helpers reading libcst nodes (suites, docstrings, constant conditions, names
+  read or mentioned, literals, ``param_groups[...]`` selections), shared by interpreter and model.
 - ``interpreter.py``: walks the module body, then every function or method nobody calls (entry
   points), inlining same-module calls with argument binding. Loops run once, both arms of a branch
   run (their names merged after), dead branches and docstrings are skipped. It records Events:

@@ -14,7 +14,8 @@ import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from lraudit.analysis.imports import ImportTable, build_import_table, dotted_name
-from lraudit.analysis.interpreter import Interpreter, _expression_children
+from lraudit.analysis.interpreter import Interpreter
+from lraudit.analysis.nodes import _expression_children
 from lraudit.analysis.prescan import Prescan
 from lraudit.analysis.trace import Arm, Block, Context, Event, Frame, Loop, arms_not_shared, exclusive, number
 from lraudit.analysis.values import (
