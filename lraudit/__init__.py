@@ -4,7 +4,7 @@
 """
 from lraudit.errors import LRAuditError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["audit", "LRAuditError", "__version__"]
 
 

@@ -15,7 +15,7 @@ import warnings
 def missing_extra(framework: str, extra: str, exc: ImportError) -> ImportError:
     """The ImportError an integration raises when its framework is not installed."""
     err = ImportError(
-        f"lraudit's {framework} integration needs {framework} installed: pip install 'lraudit[{extra}]' "
+        f"lraudit's {framework} integration needs {framework} installed: pip install 'torch-lraudit[{extra}]' "
         f"({exc})"
     )
     err.__cause__ = exc

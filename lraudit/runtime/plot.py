@@ -21,7 +21,7 @@ def _figure(**kwargs):
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("plotting the LR trajectory needs matplotlib: pip install 'lraudit[plot]'") from exc
+        raise ImportError("plotting the LR trajectory needs matplotlib: pip install 'torch-lraudit[plot]'") from exc
     return Figure(**kwargs)
 
 
