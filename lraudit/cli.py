@@ -91,6 +91,8 @@ def _use_color(flag: Optional[bool], stream, to_file: bool) -> bool:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Use this config file (pyproject.toml or a TOML file of [tool.lraudit] keys).")
 @click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
+@click.option("--force-exclude", is_flag=True, default=None,
+              help="Apply exclude/extend-exclude to files named on the command line too (pre-commit).")
 @click.option("--color/--no-color", default=None, help="Force colours on or off [default: on a terminal].")
 def check(
     paths: Tuple[str, ...],
@@ -110,6 +112,7 @@ def check(
     report_unused_ignores: bool,
     config_path: Optional[str],
     isolated: bool,
+    force_exclude: Optional[bool],
     color: Optional[bool],
 ) -> None:
     """Lint PATHS (files and directories; default: .) for learning-rate bugs.
@@ -135,6 +138,8 @@ def check(
     except ConfigError as exc:
         click.echo(f"lraudit: error: {exc}", err=True)
         sys.exit(2)
+    if force_exclude:
+        settings.force_exclude = True
 
     if (fix or diff) and not fix_available():
         click.echo("lraudit: no fixes available (this lraudit has no fixer yet); checking only.", err=True)

@@ -59,7 +59,7 @@ DEFAULT_EXCLUDE: Tuple[str, ...] = (
 
 _KEYS = (
     "select", "ignore", "extend-select", "per-file-ignores", "exclude", "extend-exclude", "severity",
-    "respect-gitignore",
+    "respect-gitignore", "force-exclude",
 )
 
 
@@ -89,6 +89,7 @@ class Config:
     extend_exclude: Tuple[str, ...] = ()
     severity: Dict[str, str] = field(default_factory=dict)
     respect_gitignore: bool = True
+    force_exclude: bool = False
 
     @property
     def root(self) -> Path:
@@ -108,6 +109,7 @@ class Settings:
     severity: Dict[str, str] = field(default_factory=dict)
     config_path: Optional[Path] = None
     respect_gitignore: bool = True  # skip what .gitignore files of walked directories ignore
+    force_exclude: bool = False  # excludes apply to files named on the command line too (ruff's)
 
     def ignored_for(self, path: str) -> FrozenSet[str]:
         """Codes that ``per-file-ignores`` switches off for ``path``."""
@@ -121,11 +123,6 @@ class Settings:
         """True when a pattern of ``exclude`` (default: DEFAULT_EXCLUDE) or ``extend-exclude`` matches."""
         return any(path_matches(path, p, self.root) for p in self.exclude + self.extend_exclude)
 
-    def is_force_excluded(self, path: str) -> bool:
-        """For paths named on the command line (pre-commit passes every file): only the user's own
-        patterns apply, so ``lraudit check build/train.py`` still checks what was asked for."""
-        patterns = self.extend_exclude + tuple(p for p in self.exclude if p not in DEFAULT_EXCLUDE)
-        return any(path_matches(path, p, self.root) for p in patterns)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -271,6 +268,10 @@ def parse_table(table: Mapping, where: str, path: Optional[Path] = None) -> Conf
         if not isinstance(table["respect-gitignore"], bool):
             raise ConfigError(f"{where}: `respect-gitignore` must be true or false")
         cfg.respect_gitignore = table["respect-gitignore"]
+    if "force-exclude" in table:
+        if not isinstance(table["force-exclude"], bool):
+            raise ConfigError(f"{where}: `force-exclude` must be true or false")
+        cfg.force_exclude = table["force-exclude"]
     if "severity" in table:
         sev = table["severity"]
         if not isinstance(sev, dict):
@@ -364,4 +365,5 @@ def resolve_settings(
         severity=dict(cfg.severity),
         config_path=cfg.path,
         respect_gitignore=cfg.respect_gitignore,
+        force_exclude=cfg.force_exclude,
     )

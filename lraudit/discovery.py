@@ -3,8 +3,11 @@
 Directories are walked for ``.py``, ``.pyi`` and ``.ipynb`` files, skipping the default excludes
 (``.git``, ``.venv``, ``build``, ``__pycache__``, ...), the user's ``exclude``/``extend-exclude``
 globs, and what ``.gitignore`` files ignore (those of the walked directories, and of their parents up
-to the git repository's root; ``respect-gitignore = false`` turns that off). Files named on the command line are always checked whatever their suffix (unless a user
-pattern excludes them, which is what pre-commit users want). Symbolic links are followed; a link that
+to the git repository's root; ``respect-gitignore = false`` turns that off). Files named on the
+command line are always checked whatever their suffix, as in ruff; with ``force_exclude``
+(``--force-exclude``, or ``force-exclude = true``; the pre-commit hooks pass it, since pre-commit names
+every file) ``exclude``/``extend-exclude`` apply to them too, to the file and to each of its parent
+directories up to the configuration's directory. Symbolic links are followed; a link that
 leads back into a directory being walked is reported once, not followed forever. A path that does not
 exist is an error line, and the other paths are still checked.
 
@@ -20,7 +23,7 @@ import stat
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple
 
-from lraudit.config import Settings
+from lraudit.config import Settings, path_matches
 
 SUFFIXES = (".py", ".pyi", ".ipynb")
 
@@ -72,13 +75,36 @@ def discover(paths: List[str], settings: Settings) -> Tuple[List[SourceFile], Li
         if stat.S_ISDIR(st.st_mode):
             _walk(arg, settings, add, errors)
         else:
-            if settings.is_force_excluded(arg):
+            if settings.force_exclude and force_excluded(arg, settings):
                 continue
             add(arg, True)
 
     files.sort(key=lambda f: f.path)
     errors.sort(key=lambda e: e["path"])
     return files, errors
+
+
+def force_excluded(path: str, settings: Settings) -> bool:
+    """Whether an exclude pattern matches ``path`` or one of its parent directories (``third_party``
+    excludes ``third_party/vendored.py``). Parents are followed up to the configuration's directory
+    (exclusive) when the file lies below it, else as far as the path was written."""
+    patterns = settings.exclude + settings.extend_exclude
+    if not patterns:
+        return False
+    root = str(settings.root)
+    absolute = os.path.abspath(path)
+    candidates: List[str] = []
+    if absolute.startswith(root.rstrip(os.sep) + os.sep):
+        here = absolute
+        while here != root and len(here) > len(root):
+            candidates.append(here)
+            here = os.path.dirname(here)
+    else:
+        here = os.path.normpath(path)
+        while here and here not in (".", "..", os.sep) and os.path.basename(here) not in ("", ".", ".."):
+            candidates.append(here)
+            here = os.path.dirname(here)
+    return any(path_matches(c, p, settings.root) for c in candidates for p in patterns)
 
 
 def _os_message(exc: OSError) -> str:

@@ -131,8 +131,10 @@ def test_per_file_ignores_and_excludes_from_config(tmp_path, monkeypatch):
     data = json.loads(res.stdout)
     assert sorted({f["path"] for f in data["findings"]}) == ["a.py", "scripts/d.py"]
     assert data["files_checked"] == 3
-    # explicitly named files honour the user's patterns too (pre-commit passes every file)
+    # a named file is checked as asked (ruff's rule); --force-exclude applies the patterns to it too
     res = CliRunner().invoke(main, ["check", "--no-cache", "--format", "json", "scripts/old_c.py"])
+    assert json.loads(res.stdout)["files_checked"] == 1
+    res = CliRunner().invoke(main, ["check", "--no-cache", "--format", "json", "--force-exclude", "scripts/old_c.py"])
     assert json.loads(res.stdout)["files_checked"] == 0
 
 
