@@ -37,9 +37,26 @@ def run_command(ctx, out, strict, expect, module, target, args):
     lraudit run --out lr.json train.py --epochs 3
     lraudit run --strict -m mypkg.train --config small.yaml
     """
+    _require_torch(ctx, "lraudit run")
     from lraudit.runtime.runner import run_script
 
     ctx.exit(run_script(target, list(args), module=module, out=out, strict=strict, expect=expect))
+
+
+def _require_torch(ctx, command: str) -> None:
+    """One line and exit 2 where torch is missing or broken, instead of the runtime's traceback."""
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch" and not (exc.name or "").startswith("torch."):
+            click.echo(f"{command}: torch cannot be imported: {exc}", err=True)
+        else:
+            click.echo(f"{command}: needs PyTorch, which is not installed: pip install 'torch-lraudit[runtime]'",
+                       err=True)
+        ctx.exit(2)
+    except Exception as exc:  # noqa: BLE001 - a broken torch install (missing shared library, ...)
+        click.echo(f"{command}: torch is installed but cannot be imported: {type(exc).__name__}: {exc}", err=True)
+        ctx.exit(2)
 
 
 @click.command("report", short_help="Show a saved LR trajectory (table, sparklines, PNG).")

@@ -63,3 +63,43 @@ def test_import_and_check_without_torch(tmp_path):
     data = json.loads(proc.stdout)
     assert [f["rule"] for f in data["findings"]] == ["LR001"]
     assert data["errors"] == []
+
+
+NOT_INSTALLED = BLOCKER.replace(
+    'raise ImportError(f"torch is blocked in this test ({name})")',
+    'raise ModuleNotFoundError(f"No module named {name!r}", name=name)',  # what a missing package raises
+)
+
+
+def _run_cli(prelude: str, args: list, cwd: Path) -> subprocess.CompletedProcess:
+    code = prelude + textwrap.dedent(
+        f"""
+        import sys
+        from lraudit.cli import main
+        sys.argv = ["lraudit", *{args!r}]
+        main()
+        """
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_run_without_torch_says_which_extra_to_install(tmp_path):
+    (tmp_path / "train.py").write_text("print('the script must not run')\n")
+    proc = _run_cli(NOT_INSTALLED, ["run", "--out", "lr.json", "train.py"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "lraudit run: needs PyTorch, which is not installed: pip install 'torch-lraudit[runtime]'"
+    ]
+    assert proc.stdout == "" and not (tmp_path / "lr.json").exists()
+
+
+def test_run_with_a_broken_torch_is_one_line_too(tmp_path):
+    (tmp_path / "train.py").write_text("print('the script must not run')\n")
+    proc = _run_cli(BLOCKER, ["run", "train.py"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("lraudit run: torch is installed but cannot be imported: ImportError: torch is blocked")
+    assert proc.stdout == ""
