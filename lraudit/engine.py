@@ -64,6 +64,9 @@ class CheckResult:
     rules: FrozenSet[str] = frozenset()
     severity: Dict[str, str] = field(default_factory=dict)  # overrides from the config
     report_unused_ignores: bool = False
+    #: text of each file with something to report (notebooks: their JSON), for code frames and the
+    #: .ipynb lines of SARIF/GitHub annotations
+    sources: Dict[str, str] = field(default_factory=dict)
 
     def severity_of(self, finding: Finding) -> str:
         return self.severity.get(finding.rule) or finding.severity
@@ -537,3 +540,5 @@ def _finish(result: CheckResult, job: _Job, raw: _Raw, settings: Settings, repor
     if nb is not None:
         findings = [nb.map_finding(f) for f in findings]
     result.findings.extend(findings)
+    if findings or (report_unused and result.unused_ignores and result.unused_ignores[-1].path == job.path):
+        result.sources[job.path] = job.text

@@ -5,10 +5,14 @@ changing the number of lines: ``%magic`` and ``!shell`` lines become ``pass`` (s
 ``x = !ls`` becomes ``x = None``, ``obj?`` becomes ``pass``, and a cell whose cell magic runs another
 language (``%%bash``, ``%%html``, ...) becomes blank lines. Findings are mapped back to
 ``cell N, line M``; N counts every cell of the notebook from 1 (markdown cells included), as editors
-number them. Fixes rewrite only the cells they change, and keep the IPython lines of those cells.
+number them. A message that names another place (``(line 9)`` of the joined module) names it in the
+same coordinates, ``(cell 3, line 4)``. For SARIF and GitHub annotations, :func:`raw_positions` finds
+where a cell's line and column are in the ``.ipynb`` file itself, so code scanning marks the line that
+holds the call. Fixes rewrite only the cells they change, and keep the IPython lines of those cells.
 """
 from __future__ import annotations
 
+import bisect
 import difflib
 import json
 import re
@@ -26,6 +30,8 @@ _LINE_MAGIC = re.compile(r"^(\s*)[%!]")
 _ASSIGN_MAGIC = re.compile(r"^(\s*)([A-Za-z_][\w.,\s\[\]]*?)\s*=\s*[%!]")
 _HELP = re.compile(r"^(\s*)(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")
 _BOUNDARY = "# lraudit: notebook cell boundary"
+#: How rule messages name another place of the checked module: ``(line 15)``, ``line 27``.
+LINE_REFERENCE = re.compile(r"\bline (\d+)\b")
 
 
 class NotebookError(Exception):
@@ -83,8 +89,17 @@ class Notebook:
         if end_cell != cell:  # a range never leaves its cell in the report
             end_line, end_column = line, f.column
         return NotebookFinding(
-            f.path, line, f.column, end_line, end_column, f.rule, f.message, f.fixable, cell=cell
+            f.path, line, f.column, end_line, end_column, f.rule, self.map_message(f.message), f.fixable, cell=cell
         )
+
+    def map_message(self, message: str) -> str:
+        """``line 9`` of the joined module, in a message, becomes ``cell 3, line 4``."""
+
+        def repl(match: "re.Match[str]") -> str:
+            cell, cline = self.locate(int(match.group(1)))
+            return f"cell {cell}, line {cline}"
+
+        return LINE_REFERENCE.sub(repl, message)
 
     def describe(self, line: int, column: int = 0) -> str:
         cell, cline = self.locate(line)
@@ -222,3 +237,165 @@ def dumps(data: Dict[str, Any], original_raw: str) -> str:
     if original_raw.endswith("\n"):
         text += "\n"
     return text
+
+
+# --------------------------------------------------------------------------------------------------
+# Positions in the .ipynb file itself (SARIF and GitHub annotate the raw file)
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_SCALAR = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null")
+_WS = re.compile(r"[ \t\r\n]*")
+
+
+@dataclass
+class _Segment:
+    decoded_start: int  # offset of its first character in the cell's source text
+    literal_start: int  # offset of the opening quote in the raw file
+    literal: str  # the JSON string literal, quotes included
+
+
+@dataclass
+class CellPositions:
+    """Where each character of one code cell's source is in the raw ``.ipynb`` text."""
+
+    text: str
+    segments: List[_Segment]
+    newlines: List[int]  # offsets of the raw file's line feeds
+
+    def raw(self, line: int, column: int) -> Tuple[int, int]:
+        """(line, column) in the raw file, both 1-based, of 1-based ``line``/``column`` of the cell."""
+        lines = self.text.splitlines(keepends=True) or [""]
+        line = min(max(1, line), len(lines))
+        offset = sum(len(ln) for ln in lines[: line - 1]) + max(0, min(column - 1, len(lines[line - 1])))
+        raw_offset = self._raw_offset(offset)
+        raw_line = bisect.bisect_left(self.newlines, raw_offset) + 1
+        line_start = self.newlines[raw_line - 2] + 1 if raw_line > 1 else 0
+        return raw_line, raw_offset - line_start + 1
+
+    def _raw_offset(self, offset: int) -> int:
+        if not self.segments:
+            return 0
+        index = max(0, bisect.bisect_right([s.decoded_start for s in self.segments], offset) - 1)
+        seg = self.segments[index]
+        want = offset - seg.decoded_start
+        i, decoded, body = 1, 0, seg.literal
+        while decoded < want and i < len(body) - 1:
+            if body[i] == "\\":
+                if body[i + 1] == "u":
+                    high = int(body[i + 2: i + 6], 16)
+                    i += 12 if 0xD800 <= high < 0xDC00 and body[i + 6: i + 8] == "\\u" else 6
+                else:
+                    i += 2
+            else:
+                i += 1
+            decoded += 1
+        return seg.literal_start + min(i, len(body) - 1)
+
+
+class _Scanner:
+    """Just enough of a JSON reader to know where the strings of ``cells[i].source`` start."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.pos = 0
+
+    def ws(self) -> None:
+        self.pos = _WS.match(self.text, self.pos).end()
+
+    def value(self, want_positions: bool = False, decode: bool = False):
+        """The value at ``pos``: strings decoded only when asked (keys), or with ``want_positions`` as
+        (decoded, literal_start, literal); other strings and scalars are skipped (None)."""
+        self.ws()
+        ch = self.text[self.pos: self.pos + 1]
+        if ch == "{":
+            return self.obj()
+        if ch == "[":
+            return self.arr(want_positions)
+        if ch == '"':
+            m = _JSON_STRING.match(self.text, self.pos)
+            if m is None:
+                raise ValueError("unterminated string")
+            self.pos = m.end()
+            if want_positions:
+                return json.loads(m.group(0)), m.start(), m.group(0)
+            return json.loads(m.group(0)) if decode else None
+        m = _JSON_SCALAR.match(self.text, self.pos)
+        if m is None:
+            raise ValueError(f"unexpected character at offset {self.pos}")
+        self.pos = m.end()
+        return None  # scalars are never needed
+
+    def arr(self, want_positions: bool) -> list:
+        self.pos += 1
+        out = []
+        self.ws()
+        if self.text.startswith("]", self.pos):
+            self.pos += 1
+            return out
+        while True:
+            out.append(self.value(want_positions))
+            self.ws()
+            if self.text.startswith(",", self.pos):
+                self.pos += 1
+                continue
+            if self.text.startswith("]", self.pos):
+                self.pos += 1
+                return out
+            raise ValueError(f"expected , or ] at offset {self.pos}")
+
+    def obj(self) -> dict:
+        self.pos += 1
+        out: dict = {}
+        self.ws()
+        if self.text.startswith("}", self.pos):
+            self.pos += 1
+            return out
+        while True:
+            self.ws()
+            key = self.value(decode=True)
+            self.ws()
+            if not self.text.startswith(":", self.pos):
+                raise ValueError(f"expected : at offset {self.pos}")
+            self.pos += 1
+            out[key] = self.value(want_positions=key == "source")
+            self.ws()
+            if self.text.startswith(",", self.pos):
+                self.pos += 1
+                continue
+            if self.text.startswith("}", self.pos):
+                self.pos += 1
+                return out
+            raise ValueError(f"expected , or }} at offset {self.pos}")
+
+
+def raw_positions(raw: str) -> Dict[int, CellPositions]:
+    """Per code cell (numbered as :class:`Cell` does), where its source lies in the raw JSON text.
+
+    Empty when the text cannot be read this way (the caller then falls back to the cell's location)."""
+    try:
+        data = _Scanner(raw).value()
+    except (ValueError, RecursionError, json.JSONDecodeError):
+        return {}
+    cells = data.get("cells") if isinstance(data, dict) else None
+    if not isinstance(cells, list):
+        return {}
+    newlines = [m.start() for m in re.finditer("\n", raw)]
+    out: Dict[int, CellPositions] = {}
+    for index, cell in enumerate(cells, 1):
+        if not isinstance(cell, dict):
+            continue
+        source = cell.get("source")
+        parts = source if isinstance(source, list) else [source]
+        segments: List[_Segment] = []
+        decoded = 0
+        for part in parts:
+            if not isinstance(part, tuple):
+                continue
+            text, start, literal = part
+            if not isinstance(text, str):
+                continue
+            segments.append(_Segment(decoded, start, literal))
+            decoded += len(text)
+        text = "".join(p[0] for p in parts if isinstance(p, tuple) and isinstance(p[0], str))
+        out[index] = CellPositions(text, segments, newlines)
+    return out

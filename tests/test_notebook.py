@@ -80,7 +80,7 @@ def test_json_and_sarif_locations(nb_project):
     (r,) = log["runs"][0]["results"]
     assert r["properties"] == {"cell": 5} and r["message"]["text"].startswith("cell 5:line 3: ")
     gh = CliRunner().invoke(main, ["check", "--no-cache", "--format", "github"]).stdout
-    assert gh.startswith("::error file=train.ipynb,title=LR001::cell 5:line 3:col 5: ")
+    assert gh.startswith("::error file=train.ipynb,line=51,col=10,title=LR001::cell 5:line 3:col 5: ")
 
 
 def test_suppression_in_a_cell(nb_project):

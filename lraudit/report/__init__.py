@@ -1,10 +1,11 @@
-"""Pure renderers of a :class:`lraudit.engine.CheckResult`: text (rich), json, sarif, github.
+"""Pure renderers of a :class:`lraudit.engine.CheckResult`: text (rich, with code frames), concise (text
+without them: one line per finding, for editors and grep), json, sarif, github.
 
 Each takes the result and returns the whole report as a string; the CLI decides where it goes.
 """
 from __future__ import annotations
 
-FORMATS = ("text", "json", "sarif", "github")
+FORMATS = ("text", "concise", "json", "sarif", "github")
 
 
 def render(result, fmt: str, *, color: bool = False, quiet: bool = False) -> str:
@@ -12,6 +13,10 @@ def render(result, fmt: str, *, color: bool = False, quiet: bool = False) -> str
         from lraudit.report.text import render_text
 
         return render_text(result, color=color, quiet=quiet)
+    if fmt == "concise":
+        from lraudit.report.text import render_text
+
+        return render_text(result, color=color, quiet=quiet, frames=False)
     if fmt == "json":
         from lraudit.report.json_report import render_json
 

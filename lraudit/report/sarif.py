@@ -4,7 +4,10 @@ One run; ``tool.driver.rules`` holds every static rule of the catalogue (id, nam
 ``helpUri`` to its page, ``help`` with the page's Markdown, default level); each result points at its
 rule by ``ruleId`` and ``ruleIndex``. Artifact URIs are relative to ``%SRCROOT%`` (the current
 directory) when the path is, so code scanning maps them onto the repository. Columns count Unicode code
-points (``columnKind``). Notebook findings locate the cell in ``properties.cell`` and in the message.
+points (``columnKind``). Notebook findings give the region in the ``.ipynb`` file itself (the line of
+the JSON text where the reported cell line is, so code scanning marks the call), and the cell in
+``properties.cell`` and in the message (``cell 5:line 3: ...``). A place the message names
+(``(line 15)``) is a ``relatedLocations`` entry.
 Files that could not be checked become error notifications of the invocation, which then did not
 execute successfully; unused suppressions (``--report-unused-ignores``) are results of the
 ``unused-suppression`` pseudo-rule.
@@ -18,6 +21,7 @@ from urllib.parse import quote
 
 import lraudit
 from lraudit import catalog
+from lraudit.report.locations import RawLines, related_places
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/lraudit/lraudit"
@@ -64,9 +68,38 @@ def _rules() -> list:
     return out
 
 
+def _finding_region(raw: RawLines, f) -> dict:
+    cell = getattr(f, "cell", None)
+    if cell:
+        located = raw.region(f.path, cell, f.line, f.column, f.end_line, f.end_column)
+        if located is not None:
+            return _region(*located)
+    return _region(f.line, f.column, f.end_line, f.end_column)
+
+
+def _related(raw: RawLines, f) -> list:
+    cell = getattr(f, "cell", None)
+    out = []
+    for number, (place_cell, line) in enumerate(related_places(f.message, cell), 1):
+        region = None
+        if place_cell:
+            position = raw.position(f.path, place_cell, line, 1)
+            region = {"startLine": position[0]} if position else None
+            text = f"cell {place_cell}, line {line}"
+        else:
+            region = {"startLine": line}
+            text = f"line {line}"
+        if region is None:
+            continue
+        out.append({"id": number, "message": {"text": text},
+                    "physicalLocation": {"artifactLocation": _uri(f.path), "region": region}})
+    return out
+
+
 def to_log(result) -> dict:
     rules = _rules()
     index = {r["id"]: i for i, r in enumerate(rules)}
+    raw = RawLines(getattr(result, "sources", {}))
     results = []
     for f in result.findings:
         cell = getattr(f, "cell", None)
@@ -79,11 +112,14 @@ def to_log(result) -> dict:
                 {
                     "physicalLocation": {
                         "artifactLocation": _uri(f.path),
-                        "region": _region(f.line, f.column, f.end_line, f.end_column),
+                        "region": _finding_region(raw, f),
                     }
                 }
             ],
         }
+        related = _related(raw, f)
+        if related:
+            entry["relatedLocations"] = related
         if f.rule in index:
             entry["ruleIndex"] = index[f.rule]
         if cell:
@@ -106,7 +142,7 @@ def to_log(result) -> dict:
                 "level": "warning",
                 "message": {"text": message},
                 "locations": [
-                    {"physicalLocation": {"artifactLocation": _uri(u.path), "region": _region(u.line, u.column, u.line, u.column)}}
+                    {"physicalLocation": {"artifactLocation": _uri(u.path), "region": _unused_region(raw, u)}}
                 ],
             }
             if u.cell is not None:
@@ -144,6 +180,14 @@ def to_log(result) -> dict:
             }
         ],
     }
+
+
+def _unused_region(raw: RawLines, u) -> dict:
+    if u.cell is not None:
+        position = raw.position(u.path, u.cell, u.line, u.column)
+        if position is not None:
+            return _region(position[0], position[1], position[0], position[1])
+    return _region(u.line, u.column, u.line, u.column)
 
 
 def render_sarif(result) -> str:

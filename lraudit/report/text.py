@@ -1,7 +1,8 @@
 """``--format text``: ruff-like lines and a rich summary; the only module that styles output.
 
 One line per finding, ``path:line:col: LR001 message`` (notebooks: ``nb.ipynb:cell 3:line 4:col 5:
-LR001 message``), then files that could not be checked (``error: path: message``), then a summary
+LR001 message``), each followed by a code frame (:mod:`lraudit.report.frame`) unless ``frames`` is
+off (``--format concise``), then files that could not be checked (``error: path: message``), then a summary
 (counts per rule, fixable count). ``quiet`` prints the finding and error lines only. Colours are
 applied only when ``color`` is true (the CLI passes it for a terminal, never for a pipe or a file).
 """
@@ -51,11 +52,42 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def render_text(result, *, color: bool = False, quiet: bool = False) -> str:
+def _print_frame(console: Console, rows, severity: str) -> None:
+    width = max(len(g) for g, _, _ in rows)
+    for gutter, text, style in rows:
+        line = Text()
+        line.append(f"{gutter:>{width}} |" if gutter != ":" else f"{':':>{width}}", style="blue")
+        if text:
+            line.append(" ")
+            if style == "caret":
+                line.append(text, style=_SEVERITY_STYLE.get(severity, "bold"))
+            elif style == "related":
+                line.append(text, style="cyan")
+            else:
+                line.append(text)
+        console.print(line)
+
+
+def render_text(result, *, color: bool = False, quiet: bool = False, frames: bool = True) -> str:
+    from lraudit.report.frame import SourceLines, code_frame
+
     buf = io.StringIO()
     console = _console(buf, color)
+    sources: dict = {}
+    framed = False
     for f in result.findings:
-        console.print(finding_line(f, result.severity_of(f)))
+        severity = result.severity_of(f)
+        console.print(finding_line(f, severity))
+        text = getattr(result, "sources", {}).get(f.path) if frames else None
+        if text is None:
+            continue
+        if f.path not in sources:
+            sources[f.path] = SourceLines(text, notebook=bool(getattr(f, "cell", None)) or f.path.endswith(".ipynb"))
+        rows = code_frame(f, sources[f.path])
+        if rows:
+            _print_frame(console, rows, severity)
+            console.print()
+            framed = True
     if result.report_unused_ignores:
         for u in result.unused_ignores:
             loc = f"{u.path}:cell {u.cell}:line {u.line}:col {u.column}" if u.cell is not None else f"{u.path}:{u.line}:{u.column}"
@@ -78,7 +110,7 @@ def render_text(result, *, color: bool = False, quiet: bool = False) -> str:
     if n:
         files = len({f.path for f in result.findings})
         fixable = sum(1 for f in result.findings if f.fixable)
-        if result.findings or result.errors:
+        if (result.findings or result.errors) and not (framed and not result.errors):
             console.print()
         summary = Text()
         summary.append(f"Found {_plural(n, 'finding')} in {_plural(files, 'file')}", style="bold")
