@@ -71,7 +71,7 @@ def _use_color(flag: Optional[bool], stream, to_file: bool) -> bool:
 @main.command(context_settings=_CONTEXT)
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="Output format.")
+              help="Output format (text: findings with code frames; concise: one line per finding).")
 @click.option("--select", multiple=True, metavar="CODES",
               help="Rules to run, by code or prefix (comma-separated or repeated); replaces the config's.")
 @click.option("--extend-select", multiple=True, metavar="CODES", help="Rules to run in addition.")
@@ -79,9 +79,16 @@ def _use_color(flag: Optional[bool], stream, to_file: bool) -> bool:
 @click.option("--fix", is_flag=True, help="Apply safe fixes in place, then report what remains.")
 @click.option("--diff", is_flag=True, help="Print the fixes as unified diffs instead of writing them.")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes the catalogue marks unsafe.")
+@click.option("--add-noqa", is_flag=True,
+              help="Add `# lraudit: ignore[CODES]` to every reported line (merged with an existing one).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported (not on errors).")
+@click.option("--statistics", is_flag=True, help="Print how many findings each rule has instead of the findings.")
+@click.option("--show-settings", is_flag=True,
+              help="Print the resolved configuration and where each value came from, then exit.")
 @click.option("-q", "--quiet", is_flag=True, help="Print findings and errors only, no summary.")
 @click.option("-o", "--output-file", type=click.Path(dir_okay=False), help="Write the report to this file.")
+@click.option("--stdin-filename", metavar="PATH",
+              help="With PATH `-` (stdin): check the source as this file (config, excludes, per-file ignores).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: the number of cores]; used when there is enough work.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write .lraudit_cache/.")
@@ -103,9 +110,13 @@ def check(
     fix: bool,
     diff: bool,
     unsafe_fixes: bool,
+    add_noqa: bool,
     exit_zero: bool,
+    statistics: bool,
+    show_settings: bool,
     quiet: bool,
     output_file: Optional[str],
+    stdin_filename: Optional[str],
     jobs: Optional[int],
     no_cache: bool,
     cache_dir: Optional[str],
@@ -115,17 +126,25 @@ def check(
     force_exclude: Optional[bool],
     color: Optional[bool],
 ) -> None:
-    """Lint PATHS (files and directories; default: .) for learning-rate bugs.
+    """Lint PATHS (files and directories; default: .) for learning-rate bugs; `-` reads stdin.
 
     Exit status: 0 no findings, 1 findings, 2 a usage or configuration error, or a file that could not
     be read or parsed (the other files are still checked and reported).
     """
     from lraudit.config import ConfigError, resolve_settings
     from lraudit.engine import check_paths, exit_status, fix_available
-    from lraudit.report import render
-    from lraudit.report.text import progress, render_diff
+    from lraudit.report.text import progress
 
-    targets: Sequence[str] = list(paths) or ["."]
+    stdin = paths == ("-",) or (not paths and stdin_filename is not None)
+    if "-" in paths and not stdin:
+        raise click.UsageError("`-` (stdin) cannot be combined with other paths")
+    if stdin and add_noqa:
+        raise click.UsageError("--add-noqa edits files; it cannot be combined with stdin")
+    if add_noqa and (fix or diff):
+        raise click.UsageError("--add-noqa cannot be combined with --fix or --diff")
+    if statistics and fmt not in ("text", "concise", "json"):
+        raise click.UsageError(f"--statistics prints text or json, not {fmt}")
+    targets: Sequence[str] = [_config_anchor(stdin_filename)] if stdin else (list(paths) or ["."])
     try:
         settings = resolve_settings(
             targets,
@@ -141,11 +160,34 @@ def check(
     if force_exclude:
         settings.force_exclude = True
 
+    if show_settings:
+        from lraudit.show_settings import render_settings, settings_rows
+
+        given = {"paths": paths, "--select": select, "--extend-select": extend_select, "--ignore": ignore,
+                 "--config": config_path, "--isolated": isolated, "--force-exclude": force_exclude}
+        rows = settings_rows(settings, targets=["-"] if stdin else targets, cli=given, cache_dir=cache_dir,
+                             no_cache=no_cache)
+        click.echo(render_settings(rows, "json" if fmt == "json" else "text"), nl=False)
+        sys.exit(0)
+
     if (fix or diff) and not fix_available():
         click.echo("lraudit: no fixes available (this lraudit has no fixer yet); checking only.", err=True)
 
     out_stream = sys.stdout
     use_color = _use_color(color, out_stream, output_file is not None)
+    if stdin:
+        from lraudit.engine import check_stdin
+
+        data = click.get_binary_stream("stdin").read()
+        result, text = check_stdin(data, stdin_filename, settings, fix=fix, diff=diff, unsafe_fixes=unsafe_fixes)
+        if fix and not diff:
+            # as ruff: the fixed source on stdout (the input itself when nothing changed), the report on stderr
+            _write_source(data, text)
+            _emit(_render(result, fmt, diff, statistics, use_color=False, quiet=quiet), output_file, err=True)
+        else:
+            _emit(_render(result, fmt, diff, statistics, use_color, quiet), output_file)
+        sys.exit(exit_status(result, exit_zero=exit_zero, diff=diff))
+
     show_progress = not quiet and _isatty(sys.stderr) and "CI" not in os.environ
     with progress(show_progress) as callback:
         result = check_paths(
@@ -161,10 +203,49 @@ def check(
             progress=callback,
         )
 
-    if diff and fmt == "text":
-        report = render_diff(result, color=use_color)
-    else:
-        report = render(result, fmt, color=use_color, quiet=quiet)
+    if add_noqa:
+        from lraudit.add_noqa import add_noqa as add_directives
+
+        added = add_directives(result, settings)
+        for e in result.errors + added.errors:
+            click.echo(f"error: {e['path']}: {e['message']}", err=True)
+        for u in added.unplaced:
+            click.echo(f"{u['path']}: {u['message']}", err=True)
+        n, files = added.added, len(added.files)
+        click.echo(f"Added {n} suppression{'' if n == 1 else 's'} to {files} file{'' if files == 1 else 's'}.")
+        # 2: a file could not be checked or changed; 1: findings remain that no comment could cover
+        sys.exit(2 if result.errors or added.errors else (1 if added.unplaced else 0))
+
+    _emit(_render(result, fmt, diff, statistics, use_color, quiet), output_file)
+    if statistics and fmt == "json":
+        for e in result.errors:
+            click.echo(f"error: {e['path']}: {e['message']}", err=True)
+    sys.exit(exit_status(result, exit_zero=exit_zero, diff=diff))
+
+
+def _config_anchor(stdin_filename: Optional[str]) -> str:
+    """Where the configuration of stdin source is searched from: the nearest existing directory of
+    ``--stdin-filename`` (the file need not exist), else the current directory."""
+    here = os.path.dirname(os.path.abspath(stdin_filename)) if stdin_filename else os.getcwd()
+    while not os.path.isdir(here) and os.path.dirname(here) != here:
+        here = os.path.dirname(here)
+    return here
+
+
+def _render(result, fmt: str, diff: bool, statistics: bool, use_color: bool, quiet: bool) -> str:
+    from lraudit.report import render
+    from lraudit.report.text import render_diff
+
+    if statistics:
+        from lraudit.report.statistics import render_statistics
+
+        return render_statistics(result, "json" if fmt == "json" else "text")
+    if diff and fmt in ("text", "concise"):
+        return render_diff(result, color=use_color)
+    return render(result, fmt, color=use_color, quiet=quiet)
+
+
+def _emit(report: str, output_file: Optional[str], err: bool = False) -> None:
     if output_file:
         try:
             parent = os.path.dirname(output_file)
@@ -176,8 +257,24 @@ def check(
             click.echo(f"lraudit: error: cannot write {output_file}: {exc.strerror or exc}", err=True)
             sys.exit(2)
     else:
-        click.echo(report, nl=False, color=use_color)
-    sys.exit(exit_status(result, exit_zero=exit_zero, diff=diff))
+        click.echo(report, nl=False, err=err)
+
+
+def _write_source(data: bytes, text: Optional[str]) -> None:
+    """The (fixed) stdin source, in the input's own encoding; the input bytes when nothing changed."""
+    from lraudit.engine import DecodeError, decode_source
+
+    out = data
+    if text is not None:
+        try:
+            decoded = decode_source(data)
+        except DecodeError:
+            decoded = None
+        if decoded is None or text != decoded.text:
+            out = text.encode(decoded.encoding if decoded is not None else "utf-8")
+    stream = click.get_binary_stream("stdout")
+    stream.write(out)
+    stream.flush()
 
 
 @main.command(context_settings=_CONTEXT)

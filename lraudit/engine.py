@@ -333,6 +333,48 @@ def check_text(
     return result
 
 
+def check_stdin(
+    data: bytes,
+    filename: Optional[str],
+    settings: Settings,
+    *,
+    fix: bool = False,
+    diff: bool = False,
+    unsafe_fixes: bool = False,
+) -> Tuple[CheckResult, Optional[str]]:
+    """``lraudit check -``: check source read from stdin as if it were the file ``filename`` (its
+    per-file-ignores, notebook-ness and reported path; ``-`` when None). Returns the result and the
+    text to echo for ``--fix`` (the fixed source, the input unchanged, or None when it could not be
+    decoded: echo the bytes). With ``force_exclude``, an
+    excluded ``filename`` is not checked (nothing reported, the input echoed), as in ruff."""
+    from lraudit.discovery import force_excluded
+
+    path = filename or "-"
+    result = CheckResult(rules=settings.rules, severity=dict(settings.severity),
+                         fix_available=fix_available() if (fix or diff) else True)
+    notebook = path.endswith(".ipynb")
+    try:
+        text = data.decode("utf-8-sig") if notebook else decode_source(data).text
+    except (UnicodeDecodeError, DecodeError) as exc:
+        result.errors.append({"path": path, "message": str(exc) if isinstance(exc, DecodeError)
+                              else "cannot decode notebook as UTF-8"})
+        return result, None
+    if filename and settings.force_exclude and force_excluded(filename, settings):
+        return result, text
+    job = _Job(0, path, text, notebook)
+    if (fix or diff) and result.fix_available:
+        job.fix_select = settings.rules - settings.ignored_for(path)
+        try:
+            job.fix_select = _fix_select_without_suppressed(job, _checked_source(job)[0], settings.rules)
+        except _nb.NotebookError:
+            pass
+    raw = _analyse(job, settings.rules, unsafe_fixes)
+    if raw.new_text is not None:
+        _apply_fix(result, job, raw, None, write=False)
+    _finish(result, job, raw, settings, report_unused=False)
+    return result, job.text
+
+
 def check_paths(
     paths: Sequence[str],
     settings: Settings,

@@ -1,0 +1,97 @@
+"""``lraudit check --show-settings``: the resolved configuration, and where each value came from.
+
+Sources are ``default``, the configuration file (``pyproject.toml`` and its path), the command line
+(the option's name) or the environment (``LRAUDIT_CACHE_DIR``). Rule selection lists the selectors of
+each layer in the order they apply (defaults, file, command line), then the rules that result.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from lraudit.config import Settings, tomllib
+
+Row = Tuple[str, object, str]  # key, value, source
+
+
+def _file_keys(path: Optional[Path]) -> Dict[str, object]:
+    """The keys set in the configuration file (empty without one)."""
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    if Path(path).name == "pyproject.toml" or "tool" in data:
+        table = data.get("tool", {}).get("lraudit", {}) if isinstance(data.get("tool"), dict) else {}
+    else:
+        table = data
+    return table if isinstance(table, dict) else {}
+
+
+def settings_rows(
+    settings: Settings,
+    *,
+    targets: Sequence[str],
+    cli: Dict[str, object],
+    cache_dir: Optional[str] = None,
+    no_cache: bool = False,
+) -> List[Row]:
+    """(key, value, source) rows; ``cli`` holds the command-line options that were given."""
+    from lraudit.cache import default_cache_dir
+
+    file_keys = _file_keys(settings.config_path)
+    where = str(settings.config_path) if settings.config_path is not None else ""
+
+    def source(key: str, option: Optional[str] = None) -> str:
+        if option and cli.get(option):
+            return f"command line ({option})"
+        if key in file_keys:
+            return where
+        return "default"
+
+    rows: List[Row] = [
+        ("paths", list(targets), "command line" if cli.get("paths") else "default"),
+        ("config-file", where or None, "command line (--config)" if cli.get("--config") else
+         ("command line (--isolated)" if cli.get("--isolated") else ("found" if where else "none found"))),
+        ("root", str(settings.root), "the config file's directory" if where else "the current directory"),
+    ]
+    for key in ("select", "extend-select", "ignore"):
+        if key in file_keys:
+            rows.append((key, list(file_keys[key]), where))
+    for option in ("--select", "--extend-select", "--ignore"):
+        if cli.get(option):
+            rows.append((option.lstrip("-"), list(cli[option]), f"command line ({option})"))
+    selected_by = [row for row in rows if row[0] in ("select", "extend-select", "ignore")]
+    rows.append(("rules", sorted(settings.rules),
+                 "the selectors above, file then command line" if selected_by else "default: every static rule"))
+    rows.append(("exclude", list(settings.exclude), source("exclude")))
+    rows.append(("extend-exclude", list(settings.extend_exclude), source("extend-exclude")))
+    rows.append(("per-file-ignores", {p: sorted(c) for p, c in settings.per_file_ignores.items()},
+                 source("per-file-ignores")))
+    rows.append(("severity", dict(sorted(settings.severity.items())), source("severity")))
+    rows.append(("respect-gitignore", settings.respect_gitignore, source("respect-gitignore")))
+    rows.append(("force-exclude", bool(getattr(settings, "force_exclude", False)),
+                 source("force-exclude", "--force-exclude")))
+    if no_cache:
+        rows.append(("cache-dir", None, "command line (--no-cache)"))
+    elif cache_dir is not None:
+        rows.append(("cache-dir", cache_dir, "command line (--cache-dir)"))
+    else:
+        env = os.environ.get("LRAUDIT_CACHE_DIR")
+        rows.append(("cache-dir", str(default_cache_dir(settings.root)),
+                     "environment (LRAUDIT_CACHE_DIR)" if env else "default"))
+    return rows
+
+
+def render_settings(rows: List[Row], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({k: {"value": v, "source": s} for k, v, s in rows}, indent=2) + "\n"
+    width = max(len(k) for k, _, _ in rows)
+    out = []
+    for key, value, src in rows:
+        shown = json.dumps(value) if not isinstance(value, str) else value
+        out.append(f"{key:<{width}}  {shown}  [{src}]")
+    return "\n".join(out) + "\n"
