@@ -178,7 +178,7 @@ def check(
     if stdin:
         from lraudit.engine import check_stdin
 
-        data = click.get_binary_stream("stdin").read()
+        data = _read_stdin()
         result, text = check_stdin(data, stdin_filename, settings, fix=fix, diff=diff, unsafe_fixes=unsafe_fixes)
         if fix and not diff:
             # as ruff: the fixed source on stdout (the input itself when nothing changed), the report on stderr
@@ -272,9 +272,18 @@ def _write_source(data: bytes, text: Optional[str]) -> None:
             decoded = None
         if decoded is None or text != decoded.text:
             out = text.encode(decoded.encoding if decoded is not None else "utf-8")
-    stream = click.get_binary_stream("stdout")
+    sys.stdout.flush()
+    stream = getattr(sys.stdout, "buffer", None)
+    if stream is None:  # a text-only stream (an IDE's console): let it encode
+        sys.stdout.write(out.decode("utf-8", errors="replace"))
+        return
     stream.write(out)
     stream.flush()
+
+
+def _read_stdin() -> bytes:
+    stream = getattr(sys.stdin, "buffer", None)
+    return stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
 
 
 @main.command(context_settings=_CONTEXT)
