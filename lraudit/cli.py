@@ -185,7 +185,7 @@ def check(
             _write_source(data, text)
             _emit(_render(result, fmt, diff, statistics, use_color=False, quiet=quiet), output_file, err=True)
         else:
-            _emit(_render(result, fmt, diff, statistics, use_color, quiet), output_file)
+            _emit(_render(result, fmt, diff, statistics, use_color, quiet), output_file, color=use_color)
         sys.exit(exit_status(result, exit_zero=exit_zero, diff=diff))
 
     show_progress = not quiet and _isatty(sys.stderr) and "CI" not in os.environ
@@ -216,7 +216,7 @@ def check(
         # 2: a file could not be checked or changed; 1: findings remain that no comment could cover
         sys.exit(2 if result.errors or added.errors else (1 if added.unplaced else 0))
 
-    _emit(_render(result, fmt, diff, statistics, use_color, quiet), output_file)
+    _emit(_render(result, fmt, diff, statistics, use_color, quiet), output_file, color=use_color)
     if statistics and fmt == "json":
         for e in result.errors:
             click.echo(f"error: {e['path']}: {e['message']}", err=True)
@@ -245,7 +245,7 @@ def _render(result, fmt: str, diff: bool, statistics: bool, use_color: bool, qui
     return render(result, fmt, color=use_color, quiet=quiet)
 
 
-def _emit(report: str, output_file: Optional[str], err: bool = False) -> None:
+def _emit(report: str, output_file: Optional[str], err: bool = False, color: bool = False) -> None:
     if output_file:
         try:
             parent = os.path.dirname(output_file)
@@ -257,7 +257,7 @@ def _emit(report: str, output_file: Optional[str], err: bool = False) -> None:
             click.echo(f"lraudit: error: cannot write {output_file}: {exc.strerror or exc}", err=True)
             sys.exit(2)
     else:
-        click.echo(report, nl=False, err=err)
+        click.echo(report, nl=False, err=err, color=color)
 
 
 def _write_source(data: bytes, text: Optional[str]) -> None:

@@ -32,6 +32,13 @@ _HELP = re.compile(r"^(\s*)(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")
 _BOUNDARY = "# lraudit: notebook cell boundary"
 #: How rule messages name another place of the checked module: ``(line 15)``, ``line 27``.
 LINE_REFERENCE = re.compile(r"\bline (\d+)\b")
+_OTHER_FILE = re.compile(r"\.(?:py|pyi|ipynb)\W{0,3}(?:line\s*)?$")
+
+
+def names_other_file(message: str, start: int) -> bool:
+    """Whether the ``line N`` at ``start`` belongs to a file named just before it (``engine.py, line
+    40``, ``engine.py:40``): a place in another module, which keeps its own coordinates."""
+    return bool(_OTHER_FILE.search(message[max(0, start - 12): start]))
 
 
 class NotebookError(Exception):
@@ -96,6 +103,8 @@ class Notebook:
         """``line 9`` of the joined module, in a message, becomes ``cell 3, line 4``."""
 
         def repl(match: "re.Match[str]") -> str:
+            if names_other_file(message, match.start()):
+                return match.group(0)
             cell, cline = self.locate(int(match.group(1)))
             return f"cell {cell}, line {cline}"
 

@@ -81,6 +81,16 @@ def test_map_message_rewrites_every_line_reference():
     # joined lines 5 and 11 are cell 3 line 1 and cell 5 line 1
     assert nb.map_message("StepLR (line 7) and `opt` (line 11); baseline 3") == \
         "StepLR (cell 3, line 3) and `opt` (cell 5, line 1); baseline 3"
+    # a place in another module keeps its own coordinates
+    assert nb.map_message("stepped in `engine.py`, line 7 and engine.py:line 9") == \
+        "stepped in `engine.py`, line 7 and engine.py:line 9"
+
+
+def test_related_places_skip_other_files():
+    from lraudit.report.locations import related_places
+
+    assert related_places("StepLR (line 27) drives it; stepped in train_lib.py, line 40") == [(None, 27)]
+    assert related_places("(cell 5, line 7) and (line 3)", cell=5) == [(5, 7)]
 
 
 def test_unused_suppression_in_a_notebook_points_at_its_raw_line(tmp_path, monkeypatch):

@@ -20,8 +20,12 @@ Place = Tuple[Optional[int], int]  # (cell or None, line)
 def related_places(message: str, cell: Optional[int] = None) -> List[Place]:
     """Places named by ``message``, in order, each once. In a notebook finding's message (``cell``
     given) only ``cell N, line M`` counts: bare ``line N`` there would be another coordinate system."""
+    from lraudit.notebook import names_other_file
+
     out: List[Place] = []
     for m in _PLACE.finditer(message):
+        if names_other_file(message, m.start()):
+            continue
         if cell is not None and m.group("cell") is None:
             continue
         if cell is None and m.group("cell") is not None:

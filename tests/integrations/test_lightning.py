@@ -206,5 +206,5 @@ def test_missing_lightning_names_the_extra(monkeypatch):
     for name in ("lightning.pytorch", "pytorch_lightning", "lightning"):
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setattr(lightning_integration, "_CLASS", None)
-    with pytest.raises(ImportError, match=r"pip install 'lraudit\[lightning\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'torch-lraudit\[lightning\]'"):
         lightning_integration.LRAuditCallback

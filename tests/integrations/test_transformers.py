@@ -80,5 +80,5 @@ def test_context_manager_stops_the_audit_when_train_raises(tmp_path):
 def test_missing_transformers_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     monkeypatch.setattr(hf_integration, "_CLASS", None)
-    with pytest.raises(ImportError, match=r"pip install 'lraudit\[transformers\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'torch-lraudit\[transformers\]'"):
         hf_integration.LRAuditCallback
