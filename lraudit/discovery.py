@@ -72,11 +72,11 @@ def discover(paths: List[str], settings: Settings) -> Tuple[List[SourceFile], Li
         except OSError as exc:
             errors.append({"path": arg, "message": _os_message(exc)})
             continue
+        if settings.force_exclude and force_excluded(arg, settings):
+            continue  # a named file or directory the excludes cover (pre-commit names every file)
         if stat.S_ISDIR(st.st_mode):
             _walk(arg, settings, add, errors)
         else:
-            if settings.force_exclude and force_excluded(arg, settings):
-                continue
             add(arg, True)
 
     files.sort(key=lambda f: f.path)

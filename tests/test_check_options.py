@@ -263,3 +263,22 @@ def test_add_noqa_in_a_notebook(tmp_path, monkeypatch):
 def test_add_noqa_refuses_stdin_and_fix(project):
     assert check("-", "--add-noqa", input=BUGGY).exit_code == 2
     assert check("--add-noqa", "--fix").exit_code == 2
+
+
+def test_add_noqa_keeps_encoding_and_line_endings(tmp_path, monkeypatch):
+    source = "# -*- coding: latin-1 -*-\n# caf\xe9\n" + BUGGY
+    data = source.replace("\n", "\r\n").encode("latin-1")
+    target = tmp_path / "t.py"
+    target.write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    assert check("--add-noqa").exit_code == 0
+    expected = data.replace(b"    scheduler.step()\r\n", b"    scheduler.step()  # lraudit: ignore[LR001]\r\n")
+    assert target.read_bytes() == expected
+
+
+def test_stdin_diff(project):
+    pair = ROOT / "fixtures" / "fix" / "LR008"
+    source = next(pair.glob("*.in.py")).read_text(encoding="utf-8")
+    res = check("-", "--stdin-filename", "train.py", "--diff", input=source)
+    assert res.exit_code == 1 and "--- a/train.py" in res.stdout and "+++ b/train.py" in res.stdout
+    assert "get_last_lr()" in res.stdout

@@ -56,6 +56,11 @@ def test_force_exclude_applies_excludes_and_parents(vendored):
     assert checked(["--force-exclude", str(vendored / "third_party" / "vendored.py"), "./build/gen.py"]) == []
 
 
+def test_force_exclude_covers_named_directories(vendored):
+    assert checked(["third_party"]) == ["third_party/deep/er.py", "third_party/vendored.py"]
+    assert checked(["--force-exclude", "third_party", "third_party/deep", "."]) == ["scripts/b.py", "train.py"]
+
+
 def test_force_exclude_from_config(vendored):
     text = (vendored / "pyproject.toml").read_text()
     (vendored / "pyproject.toml").write_text(text + "force-exclude = true\n")
