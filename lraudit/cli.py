@@ -165,8 +165,9 @@ def check(
 
         given = {"paths": paths, "--select": select, "--extend-select": extend_select, "--ignore": ignore,
                  "--config": config_path, "--isolated": isolated, "--force-exclude": force_exclude}
+        files = [stdin_filename] if stdin and stdin_filename else [p for p in targets if os.path.isfile(p)]
         rows = settings_rows(settings, targets=["-"] if stdin else targets, cli=given, cache_dir=cache_dir,
-                             no_cache=no_cache)
+                             no_cache=no_cache, files=[] if stdin and not stdin_filename else files)
         click.echo(render_settings(rows, "json" if fmt == "json" else "text"), nl=False)
         sys.exit(0)
 

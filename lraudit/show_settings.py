@@ -1,6 +1,7 @@
 """``lraudit check --show-settings``: the resolved configuration, and where each value came from.
 
-Sources are ``default``, the configuration file (``pyproject.toml`` and its path), the command line
+For each file named (or ``--stdin-filename``), the rules that apply to it after ``per-file-ignores``
+and whether an exclude covers it. Sources are ``default``, the configuration file (``pyproject.toml`` and its path), the command line
 (the option's name) or the environment (``LRAUDIT_CACHE_DIR``). Rule selection lists the selectors of
 each layer in the order they apply (defaults, file, command line), then the rules that result.
 """
@@ -11,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from lraudit.config import Settings, tomllib
+from lraudit.config import Settings, path_matches, tomllib
 
 Row = Tuple[str, object, str]  # key, value, source
 
@@ -38,9 +39,12 @@ def settings_rows(
     cli: Dict[str, object],
     cache_dir: Optional[str] = None,
     no_cache: bool = False,
+    files: Sequence[str] = (),
 ) -> List[Row]:
-    """(key, value, source) rows; ``cli`` holds the command-line options that were given."""
+    """(key, value, source) rows; ``cli`` holds the command-line options that were given; ``files``
+    (the named files, or stdin's filename) get a row of the rules that apply to each."""
     from lraudit.cache import default_cache_dir
+    from lraudit.discovery import force_excluded
 
     file_keys = _file_keys(settings.config_path)
     where = str(settings.config_path) if settings.config_path is not None else ""
@@ -75,6 +79,13 @@ def settings_rows(
     rows.append(("respect-gitignore", settings.respect_gitignore, source("respect-gitignore")))
     rows.append(("force-exclude", bool(getattr(settings, "force_exclude", False)),
                  source("force-exclude", "--force-exclude")))
+    for path in files:
+        patterns = [p for p in settings.per_file_ignores if path_matches(path, p, settings.root)]
+        rows.append((f"rules for {path}", sorted(settings.rules - settings.ignored_for(path)),
+                     "per-file-ignores " + ", ".join(repr(p) for p in patterns) if patterns else "the rules above"))
+        if force_excluded(path, settings):
+            rows.append((f"excluded: {path}", True, "checked only when named without --force-exclude"
+                         if not settings.force_exclude else "not checked (force-exclude)"))
     if no_cache:
         rows.append(("cache-dir", None, "command line (--no-cache)"))
     elif cache_dir is not None:

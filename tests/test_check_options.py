@@ -170,6 +170,12 @@ def test_show_settings_says_where_each_value_came_from(project):
     assert data["force-exclude"] == {"value": False, "source": "default"}
     forced = json.loads(check("--show-settings", "--format", "json", "--force-exclude").stdout)
     assert forced["force-exclude"] == {"value": True, "source": "command line (--force-exclude)"}
+    write(project / "tests" / "test_a.py", BUGGY)
+    per_file = json.loads(check("--show-settings", "--format", "json", "tests/test_a.py").stdout)
+    assert per_file["rules for tests/test_a.py"]["source"] == "per-file-ignores 'tests/**'"
+    assert "LR001" not in per_file["rules for tests/test_a.py"]["value"]
+    stdin = json.loads(check("-", "--stdin-filename", "vendor/x.py", "--show-settings", "--format", "json").stdout)
+    assert stdin["paths"]["value"] == ["-"] and stdin["excluded: vendor/x.py"]["value"] is True
     text = check("--show-settings", "--isolated").stdout
     assert "config-file" in text and "[command line (--isolated)]" in text and "vendor" not in text
 
