@@ -13,6 +13,7 @@ from typing import Dict, Iterable, List, Optional, Set
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
+from lraudit.analysis.budget import WorkBudget
 from lraudit.analysis.imports import ImportTable, build_import_table, dotted_name
 from lraudit.analysis.interpreter import Interpreter
 from lraudit.analysis.nodes import _expression_children
@@ -59,6 +60,11 @@ class Model:
         self.imports = imports
         self._positions = None
         self._constructions: Optional[Dict[int, List[Event]]] = None
+        self._scheduler_steps_index: Optional[tuple] = None
+        self._optimizer_steps_index: Optional[tuple] = None
+        self._events_by_kind: Optional[Dict[str, List[Event]]] = None
+        self._touching: Optional[Dict[int, List[Event]]] = None
+        self.budget = WorkBudget()  # what the rules may spend on what is not linear (pairs)
         self.exhausted = interpreter.exhausted  # the interpreter hit its budget: the trace is incomplete
         self._syntax_index: Optional[_SyntaxIndex] = None
         self._assigned: Dict[cst.CSTNode, Set[str]] = {}
@@ -80,6 +86,10 @@ class Model:
         self.external_steps: List[OptimizerStep] = []
         self.scheduler_steps: List[SchedulerStep] = []
         self._classify_steps()
+
+    def spend(self, units: int, what: str = "rules") -> None:
+        """Count work that is not linear in the module; raises BudgetExceeded past the bound."""
+        self.budget.spend(units, what)
 
     # ------------------------------------------------------------------ objects
     def optimizers_of(self, scheduler: SchedulerObj) -> List[Obj]:
@@ -125,27 +135,83 @@ class Model:
                                                if self.is_optimizer(o))
 
     def steps_of_scheduler(self, scheduler: SchedulerObj, root: Optional[Block] = None) -> List[Event]:
-        return sorted(
-            (s.event for s in self.scheduler_steps if s.scheduler is scheduler and (root is None or s.event.root is root)),
-            key=lambda e: e.order,
-        )
+        """The steps of one scheduler in execution order (of one entry point's trace when ``root``).
+
+        Rules ask this per scheduler and per pair of schedulers: indexed once, by scheduler and by
+        (scheduler, root), so that a module of many schedulers stays linear in its events."""
+        if self._scheduler_steps_index is None:
+            by_scheduler: Dict[int, List[Event]] = {}
+            by_root: Dict[tuple, List[Event]] = {}
+            for step in sorted(self.scheduler_steps, key=lambda s: s.event.order):
+                by_scheduler.setdefault(id(step.scheduler), []).append(step.event)
+                by_root.setdefault((id(step.scheduler), id(step.event.root)), []).append(step.event)
+            self._scheduler_steps_index = (by_scheduler, by_root)
+        by_scheduler, by_root = self._scheduler_steps_index
+        found = by_scheduler.get(id(scheduler)) if root is None else by_root.get((id(scheduler), id(root)))
+        return list(found or ())
+
+    def roots_stepping(self, scheduler: SchedulerObj) -> List[Block]:
+        """The entry points whose trace steps ``scheduler`` (in the order of their first such step)."""
+        roots: List[Block] = []
+        for event in self.steps_of_scheduler(scheduler):
+            if not any(r is event.root for r in roots):
+                roots.append(event.root)
+        return roots
 
     def steps_of_optimizers(self, optimizers: Iterable[Obj], root: Optional[Block] = None,
                             include_external: bool = False) -> List[Event]:
         """Optimizer steps of these optimizers in execution order; ``include_external`` adds calls of
-        other modules' training helpers that receive one of them (``train_call`` events)."""
-        wanted = {id(o) for o in optimizers}
+        other modules' training helpers that receive one of them (``train_call`` events). Indexed by
+        optimizer on first use (asked per construction, per scheduler and per write)."""
+        if self._optimizer_steps_index is None:
+            own: Dict[int, List[OptimizerStep]] = {}
+            external: Dict[int, List[OptimizerStep]] = {}
+            for step in self.optimizer_steps:
+                own.setdefault(id(step.optimizer), []).append(step)
+            for step in self.external_steps:
+                external.setdefault(id(step.optimizer), []).append(step)
+            self._optimizer_steps_index = (own, external)
+        own, external = self._optimizer_steps_index
         seen: Set[int] = set()
         events = []
-        steps = self.optimizer_steps + self.external_steps if include_external else self.optimizer_steps
-        for step in steps:
-            if id(step.optimizer) in wanted and (root is None or step.event.root is root) and id(step.event) not in seen:
-                seen.add(id(step.event))
-                events.append(step.event)
+        for optimizer in optimizers:
+            steps = own.get(id(optimizer), [])
+            if include_external:
+                steps = steps + external.get(id(optimizer), [])
+            for step in steps:
+                if (root is None or step.event.root is root) and id(step.event) not in seen:
+                    seen.add(id(step.event))
+                    events.append(step.event)
         return sorted(events, key=lambda e: e.order)
 
+    def steps_touching(self, obj: Obj) -> List[Event]:
+        """Every ``.step()`` whose receiver may be ``obj`` (also among other options), and every
+        ``x.step(obj)`` wrapper call, in trace order. Asked per scheduler: indexed once."""
+        if self._touching is None:
+            self._touching = {}
+            for event in self.events:
+                if event.kind == "step":
+                    options = event.target.options()
+                elif event.kind == "scaler_step":
+                    options = event.data.get("via").options()
+                else:
+                    continue
+                for option in options:
+                    found = self._touching.setdefault(id(option), [])
+                    if not found or found[-1] is not event:
+                        found.append(event)
+        return list(self._touching.get(id(obj), ()))
+
+    def events_of_kind(self, kind: str) -> List[Event]:
+        """The events of one kind (``"lr_write"``, ``"handoff"``, ...), in trace order; indexed once."""
+        if self._events_by_kind is None:
+            self._events_by_kind = {}
+            for event in self.events:
+                self._events_by_kind.setdefault(event.kind, []).append(event)
+        return self._events_by_kind.get(kind, [])
+
     def lr_writes(self) -> List[Event]:
-        return [e for e in self.events if e.kind == "lr_write"]
+        return list(self.events_of_kind("lr_write"))
 
     # ------------------------------------------------------------------ conditions and loops
     def iteration_dependent(self, arm: Arm) -> bool:

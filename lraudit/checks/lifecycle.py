@@ -7,7 +7,7 @@ object may be used by code the model cannot see (another module, a framework, a 
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
 
@@ -25,13 +25,7 @@ PLATEAU = "ReduceLROnPlateau"
 def steps_touching(model: Model, obj: Obj) -> List[Event]:
     """Every ``.step()`` whose receiver may be ``obj`` (also among other options), and every
     ``x.step(obj)`` wrapper call: the generous reading, for rules that need *no* step at all."""
-    found = []
-    for event in model.events:
-        if event.kind == "step" and any(o is obj for o in event.target.options()):
-            found.append(event)
-        elif event.kind == "scaler_step" and any(o is obj for o in event.data.get("via").options()):
-            found.append(event)
-    return found
+    return model.steps_touching(obj)
 
 
 def optimizer_steps_of(model: Model, obj: Obj, root=None) -> List[Event]:
@@ -407,7 +401,10 @@ class UncomposedSchedulers(StaticRule):
                 "which steps it, and is also stepped here: it advances twice per step; step only the "
                 f"{describe_scheduler(parent)}",
             )
-        for first, second in self._pairs(model):
+        def settled(first: SchedulerObj, second: SchedulerObj) -> bool:
+            return id(max((first, second), key=lambda s: model.line(s.site)).site) in reported
+
+        for first, second in self._pairs(model, settled):
             later = max((first, second), key=lambda s: model.line(s.site))
             earlier = first if later is second else second
             if id(later.site) in reported:
@@ -433,7 +430,13 @@ class UncomposedSchedulers(StaticRule):
                             and self._stepped_together(model, parent, option):
                         yield parent, option
 
-    def _pairs(self, model: Model) -> Iterable[Tuple[SchedulerObj, SchedulerObj]]:
+    def _pairs(self, model: Model, settled: Callable[[SchedulerObj, SchedulerObj], bool] = lambda a, b: False
+               ) -> Iterable[Tuple[SchedulerObj, SchedulerObj]]:
+        """Pairs of schedulers of one optimizer stepped together, in candidate order. Only schedulers
+        stepped in one entry point's trace can pair, so partners come from per-entry-point groups (a
+        unittest module of a hundred tests, each with its own scheduler on a shared optimizer, pairs
+        nothing instead of comparing every test with every other); a pair whose finding is already
+        ``settled`` is not examined again."""
         optimizers: Dict[int, Obj] = {}
         for scheduler in model.schedulers:
             for optimizer in model.optimizers_of(scheduler):
@@ -443,20 +446,33 @@ class UncomposedSchedulers(StaticRule):
                 s for s in model.schedulers_driving(optimizer)
                 if s.parent is None and s.cls != PLATEAU and not s.kind.composite and not _is_custom_subclass(s)
             ]
-            for i, first in enumerate(candidates):
-                for second in candidates[i + 1:]:
-                    if first.site is second.site or _nested(model, first, second):
+            rank = {id(s): i for i, s in enumerate(candidates)}
+            per_root: Dict[int, List[SchedulerObj]] = {}
+            for scheduler in candidates:
+                for root in model.roots_stepping(scheduler):
+                    per_root.setdefault(id(root), []).append(scheduler)
+            for first in candidates:
+                partners: Dict[int, SchedulerObj] = {}
+                for root in model.roots_stepping(first):
+                    for other in per_root[id(root)]:
+                        if rank[id(other)] > rank[id(first)]:
+                            partners[id(other)] = other
+                model.spend(len(partners))
+                for second in sorted(partners.values(), key=lambda s: rank[id(s)]):
+                    if settled(first, second) or first.site is second.site or _nested(model, first, second):
                         continue
                     if self._stepped_together(model, first, second):
                         yield first, second
 
     @staticmethod
     def _stepped_together(model: Model, first: SchedulerObj, second: SchedulerObj) -> bool:
-        for root in model.roots:
+        roots_b = {id(r) for r in model.roots_stepping(second)}
+        for root in model.roots_stepping(first):
+            if id(root) not in roots_b:
+                continue
             steps_a = model.steps_of_scheduler(first, root)
             steps_b = model.steps_of_scheduler(second, root)
-            if not steps_a or not steps_b:
-                continue
+            model.spend(len(steps_a) * len(steps_b))
             constructions = [(a, b) for a in model.constructions(first) for b in model.constructions(second)
                              if a.root is b.root]
             if constructions and all(exclusive(a, b) for a, b in constructions):

@@ -17,20 +17,24 @@ from lraudit.checks.edits import move_step_after
 def scheduler_step_pairs(model: Model, include_external: bool = False):
     """(scheduler, its step events, the steps of the optimizers it drives) per entry point;
     ``include_external``: also calls of other modules' training helpers given the optimizer."""
-    for root in model.roots:
-        for scheduler in model.schedulers:
-            if scheduler.parent is not None:  # composed: stepped through SequentialLR/ChainedScheduler
-                continue
-            if scheduler.cls == "ReduceLROnPlateau":
-                # Its step consumes a metric, not a position in a schedule: stepping it on the
-                # validation result before training skips nothing (and torch does not warn).
-                continue
-            sched_steps = model.steps_of_scheduler(scheduler, root)
-            if not sched_steps:
-                continue
-            opt_steps = model.steps_of_optimizers(model.optimizers_of(scheduler), root, include_external)
-            if opt_steps:
-                yield scheduler, sched_steps, opt_steps
+    # Per scheduler, only the entry points that step it (a module of many entry points, each with
+    # its own scheduler, stays linear); yielded in (entry point, scheduler) order all the same.
+    root_rank = {id(root): i for i, root in enumerate(model.roots)}
+    work = []
+    for rank, scheduler in enumerate(model.schedulers):
+        if scheduler.parent is not None:  # composed: stepped through SequentialLR/ChainedScheduler
+            continue
+        if scheduler.cls == "ReduceLROnPlateau":
+            # Its step consumes a metric, not a position in a schedule: stepping it on the
+            # validation result before training skips nothing (and torch does not warn).
+            continue
+        for root in model.roots_stepping(scheduler):
+            work.append((root_rank[id(root)], rank, root, scheduler))
+    for _, _, root, scheduler in sorted(work, key=lambda item: item[:2]):
+        sched_steps = model.steps_of_scheduler(scheduler, root)
+        opt_steps = model.steps_of_optimizers(model.optimizers_of(scheduler), root, include_external)
+        if opt_steps:
+            yield scheduler, sched_steps, opt_steps
 
 
 def accumulation_mismatch(model: Model, step: Event, opt_steps: List[Event]) -> Optional[Event]:
@@ -47,28 +51,29 @@ def accumulation_mismatch(model: Model, step: Event, opt_steps: List[Event]) -> 
         return None
     # Optimizer steps of the same loop (not of a nested one: a batch loop inside the scheduler's
     # epoch loop runs its accumulation to completion before the scheduler steps).
-    in_loop = [o for o in opt_steps if not exclusive(o, step) and innermost_loop(o) is loop]
-    if not in_loop:
-        return None
-    guarded = []
-    for opt_step in in_loop:
+    first_guarded = None
+    for opt_step in opt_steps:  # stops at the first unguarded one: linear in the usual case
+        model.spend(1)
+        if innermost_loop(opt_step) is not loop or exclusive(opt_step, step):
+            continue
         unshared = arms_not_shared(opt_step, step)
         if not any(model.accumulation_guard(a) for a in unshared):
             return None  # an optimizer step every iteration: no accumulation here
-        guarded.append(opt_step)
-    return guarded[0]
+        first_guarded = first_guarded or opt_step
+    return first_guarded
 
 
 def runs_before_first_optimizer_step(model: Model, step: Event, opt_steps: List[Event]) -> bool:
     """True when the scheduler ``step`` certainly can run before every optimizer step of the pass."""
-    candidates = [o for o in opt_steps if not exclusive(o, step)]
-    if not candidates:
+    # ``opt_steps`` are in execution order: the first one that can run with ``step`` decides.
+    first = next((o for o in opt_steps if not exclusive(o, step)), None)
+    if first is None:
         return False
-    if any(o.order < step.order for o in candidates):
+    if first.order < step.order:
         # An earlier optimizer step: it runs first (no bug), or it may not run on the first pass
         # (accumulation, a warm-up guard): then the order is unknown and we stay silent.
         return False
-    return not model.iteration_guards(step, candidates[0])
+    return not model.iteration_guards(step, first)
 
 
 def _warnings_silenced(event: Event) -> bool:
