@@ -2,9 +2,13 @@
 
 What is cached is the raw output of the rules for one file's text (findings without their path, or
 the parse error), before suppressions and per-file-ignores, so editing those never needs a re-parse.
-One JSON file per (lraudit version + fingerprint of lraudit's own sources, selected rules) holds the
-entries of every file, keyed by path; an entry is valid while the file's content hash is unchanged.
-Writes are atomic (temp file + ``os.replace``); a corrupt or foreign cache file is ignored.
+One JSON file per (lraudit version + fingerprint of lraudit's own sources, Python's version, selected
+rules) holds the entries of every file, keyed by path; an entry is valid while the file's content
+hash is unchanged. Fix modes are not in the key because the entry holds findings, never fixes: the
+engine analyses a file again whenever ``--fix``/``--diff`` could change it (an unsafe fix with
+``--unsafe-fixes`` included). Every entry is validated when read: one of the wrong shape (valid JSON
+or not) is a miss. Writes are atomic (temp file + ``os.replace``) and merge what concurrent runs
+saved meanwhile, so two runs never corrupt the cache, and neither loses more than its own entries.
 The directory carries a ``.gitignore`` and a ``CACHEDIR.TAG`` like ruff's.
 """
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Optional
@@ -19,7 +24,7 @@ from typing import Any, Dict, FrozenSet, Optional
 import lraudit
 
 CACHE_DIR_NAME = ".lraudit_cache"
-_FORMAT = 1
+_FORMAT = 2
 
 _fingerprint: Optional[str] = None
 
@@ -56,31 +61,35 @@ class Cache:
     def __init__(self, directory: Path, rules: FrozenSet[str]):
         self.directory = Path(directory)
         key = hashlib.blake2b(digest_size=10)
-        key.update(f"{_FORMAT}|{lraudit.__version__}|{code_fingerprint()}|{','.join(sorted(rules))}".encode())
+        python = "%d.%d" % sys.version_info[:2]  # the prescan's parser is the running Python's
+        key.update(f"{_FORMAT}|{lraudit.__version__}|{code_fingerprint()}|{python}|{','.join(sorted(rules))}".encode())
         self.file = self.directory / lraudit.__version__ / f"{key.hexdigest()}.json"
-        self._entries: Dict[str, list] = {}
+        self._entries: Dict[str, Any] = {}
+        self._changed: Dict[str, list] = {}  # what this run put (merged over the file when saving)
         self._dirty = False
-        self._load()
+        self._entries = self._read()
 
-    def _load(self) -> None:
+    def _read(self) -> Dict[str, Any]:
         try:
             with open(self.file, encoding="utf-8") as fh:
                 data = json.load(fh)
-        except (OSError, ValueError):
-            return
+        except (OSError, ValueError, RecursionError):
+            return {}
         if isinstance(data, dict) and data.get("format") == _FORMAT and isinstance(data.get("entries"), dict):
-            self._entries = data["entries"]
+            return data["entries"]
+        return {}
 
     def get(self, path: str, digest: str) -> Optional[Any]:
+        """The value stored for ``path`` at this content ``digest``; None when absent or malformed."""
         entry = self._entries.get(path)
-        if entry is not None and entry[0] == digest:
-            return entry[1]
-        return None
+        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] == digest and valid_value(entry[1])):
+            return None
+        return entry[1]
 
     def put(self, path: str, digest: str, value: Any) -> None:
         entry = self._entries.get(path)
-        if entry is None or entry[0] != digest or entry[1] != value:
-            self._entries[path] = [digest, value]
+        if entry is None or not isinstance(entry, list) or entry[:1] != [digest] or entry[1:] != [value]:
+            self._entries[path] = self._changed[path] = [digest, value]
             self._dirty = True
 
     def save(self) -> None:
@@ -95,6 +104,9 @@ class Cache:
                     "Signature: 8a477f597d28d172789f06886806bc55\n# lraudit cache directory\n", encoding="utf-8"
                 )
             self.file.parent.mkdir(parents=True, exist_ok=True)
+            merged = self._read()  # entries another run saved since we loaded
+            merged.update(self._changed)
+            self._entries = merged
             fd, tmp = tempfile.mkstemp(dir=str(self.file.parent), prefix=".tmp-", suffix=".json")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -109,3 +121,31 @@ class Cache:
         except OSError:
             return  # a read-only tree still gets checked, just not cached
         self._dirty = False
+        self._changed = {}
+
+
+def valid_value(value: Any) -> bool:
+    """The shape the engine stores: ``{"e": message}`` or ``{"f": [[line, column, end_line,
+    end_column, rule, message, fixable], ...], "n"?: note}``, rules among the catalogue's."""
+    from lraudit import catalog
+
+    if not isinstance(value, dict):
+        return False
+    if "e" in value:
+        return isinstance(value["e"], str) and set(value) == {"e"}
+    findings = value.get("f")
+    if not isinstance(findings, list) or not set(value) <= {"f", "n"}:
+        return False
+    if "n" in value and not isinstance(value["n"], str):
+        return False
+    for item in findings:
+        if not (isinstance(item, list) and len(item) == 7):
+            return False
+        line, column, end_line, end_column, rule, message, fixable = item
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                   for v in (line, column, end_line, end_column)):
+            return False
+        if not (isinstance(rule, str) and rule in catalog.RULES and isinstance(message, str)
+                and isinstance(fixable, bool)):
+            return False
+    return True

@@ -146,6 +146,16 @@ def check(
         raise click.UsageError(f"--statistics prints text or json, not {fmt}")
     targets: Sequence[str] = [_config_anchor(stdin_filename)] if stdin else (list(paths) or ["."])
     try:
+        os.getcwd()
+    except OSError:
+        click.echo("lraudit: error: the current directory no longer exists (deleted?); cd somewhere that does",
+                   err=True)
+        sys.exit(2)
+    if output_file and _writes_over_input(output_file, targets):
+        click.echo(f"lraudit: error: --output-file {output_file} is one of the files being checked; "
+                   "refusing to write the report over it", err=True)
+        sys.exit(2)
+    try:
         settings = resolve_settings(
             targets,
             config_path=config_path,
@@ -190,19 +200,25 @@ def check(
         sys.exit(exit_status(result, exit_zero=exit_zero, diff=diff))
 
     show_progress = not quiet and _isatty(sys.stderr) and "CI" not in os.environ
-    with progress(show_progress) as callback:
-        result = check_paths(
-            targets,
-            settings,
-            fix=fix,
-            diff=diff,
-            unsafe_fixes=unsafe_fixes,
-            use_cache=not no_cache,
-            cache_dir=cache_dir,
-            jobs=jobs,
-            report_unused_ignores=report_unused_ignores,
-            progress=callback,
-        )
+    try:
+        with _terminate_as_interrupt(), progress(show_progress) as callback:
+            result = check_paths(
+                targets,
+                settings,
+                fix=fix,
+                diff=diff,
+                unsafe_fixes=unsafe_fixes,
+                use_cache=not no_cache,
+                cache_dir=cache_dir,
+                jobs=jobs,
+                report_unused_ignores=report_unused_ignores,
+                progress=callback,
+            )
+    except KeyboardInterrupt:  # the engine has already ended its worker processes
+        click.echo("lraudit: interrupted", err=True)
+        sys.exit(130)
+    except _Terminated:
+        sys.exit(143)
 
     if add_noqa:
         from lraudit.add_noqa import add_noqa as add_directives
@@ -258,7 +274,7 @@ def _emit(report: str, output_file: Optional[str], err: bool = False, color: boo
             click.echo(f"lraudit: error: cannot write {output_file}: {exc.strerror or exc}", err=True)
             sys.exit(2)
     else:
-        click.echo(report, nl=False, err=err, color=color)
+        click.echo(_printable(report, sys.stderr if err else sys.stdout), nl=False, err=err, color=color)
 
 
 def _write_source(data: bytes, text: Optional[str]) -> None:
@@ -285,6 +301,71 @@ def _write_source(data: bytes, text: Optional[str]) -> None:
 def _read_stdin() -> bytes:
     stream = getattr(sys.stdin, "buffer", None)
     return stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+
+
+def _printable(report: str, stream) -> str:
+    """The report, printable in the output's encoding: a file name's undecodable bytes (kept as
+    surrogate escapes) are shown as ``\\xNN``, anything else unencodable backslash-escaped."""
+    import re
+
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        report.encode(encoding)
+        return report
+    except LookupError:
+        return report
+    except UnicodeEncodeError:
+        shown = re.sub("[\udc80-\udcff]", lambda m: "\\x%02x" % (ord(m.group()) - 0xDC00), report)
+        return shown.encode(encoding, "backslashreplace").decode(encoding)
+
+
+def _writes_over_input(output_file: str, targets: Sequence[str]) -> bool:
+    """Whether ``--output-file`` names a file that is checked: a named path, or a .py/.ipynb file
+    inside a named directory."""
+    out = os.path.realpath(output_file)
+    for target in targets:
+        if target == "-":
+            continue
+        real = os.path.realpath(target)
+        if out == real or (os.path.exists(output_file) and os.path.exists(target) and os.path.samefile(out, real)):
+            return True
+        if os.path.isdir(real) and out.startswith(real.rstrip(os.sep) + os.sep) and \
+                out.endswith((".py", ".pyi", ".ipynb")):
+            return True
+    return False
+
+
+class _Terminated(Exception):
+    """SIGTERM during a check: unwinds like Ctrl-C so that the worker pool is ended."""
+
+
+def _terminate_as_interrupt():
+    """While checking, SIGTERM raises :class:`_Terminated` in the main thread (the engine then ends
+    its workers; they also die with this process on Linux) instead of killing lraudit on the spot."""
+    import contextlib
+    import signal
+    import threading
+
+    @contextlib.contextmanager
+    def handler():
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def raise_terminated(signum, frame):
+            raise _Terminated()
+
+        try:
+            previous = signal.signal(signal.SIGTERM, raise_terminated)
+        except (ValueError, OSError):
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return handler()
 
 
 @main.command(context_settings=_CONTEXT)

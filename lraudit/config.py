@@ -59,8 +59,13 @@ DEFAULT_EXCLUDE: Tuple[str, ...] = (
 
 _KEYS = (
     "select", "ignore", "extend-select", "per-file-ignores", "exclude", "extend-exclude", "severity",
-    "respect-gitignore", "force-exclude",
+    "respect-gitignore", "force-exclude", "max-file-size",
 )
+
+#: Files larger than this are not read (a note says so): a generated 6 MB module would cost a minute
+#: and gigabytes in libcst, per worker. ``max-file-size`` in [tool.lraudit] changes it (0: no bound).
+DEFAULT_MAX_FILE_SIZE = 1_000_000
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "KIB": 1024, "MB": 1000 ** 2, "MIB": 1024 ** 2, "GB": 1000 ** 3}
 
 
 class ConfigError(Exception):
@@ -90,6 +95,7 @@ class Config:
     severity: Dict[str, str] = field(default_factory=dict)
     respect_gitignore: bool = True
     force_exclude: bool = False
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
 
     @property
     def root(self) -> Path:
@@ -110,6 +116,7 @@ class Settings:
     config_path: Optional[Path] = None
     respect_gitignore: bool = True  # skip what .gitignore files of walked directories ignore
     force_exclude: bool = False  # excludes apply to files named on the command line too (ruff's)
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger files are noted, not read (0: no bound)
 
     def ignored_for(self, path: str) -> FrozenSet[str]:
         """Codes that ``per-file-ignores`` switches off for ``path``."""
@@ -149,9 +156,10 @@ def split_selectors(values: Iterable[str], where: str) -> Tuple[str, ...]:
     """``["LR001,LR002", "LR01"]`` -> validated ``("LR001", "LR002", "LR01")`` (CLI or file)."""
     out: List[str] = []
     for value in values:
-        for part in str(value).split(","):
-            if part.strip():
-                out.append(validate_selector(part, where))
+        parts = [part for part in str(value).split(",") if part.strip()]
+        if not parts:  # ``--select ""``: a usage error (as in ruff), never "run nothing, all passed"
+            raise ConfigError(f"{where}: empty rule selector {value!r}; name codes or prefixes (see `lraudit rules`)")
+        out.extend(validate_selector(part, where) for part in parts)
     return tuple(out)
 
 
@@ -272,6 +280,8 @@ def parse_table(table: Mapping, where: str, path: Optional[Path] = None) -> Conf
         if not isinstance(table["force-exclude"], bool):
             raise ConfigError(f"{where}: `force-exclude` must be true or false")
         cfg.force_exclude = table["force-exclude"]
+    if "max-file-size" in table:
+        cfg.max_file_size = parse_size(table["max-file-size"], f"{where}: max-file-size")
     if "severity" in table:
         sev = table["severity"]
         if not isinstance(sev, dict):
@@ -287,18 +297,47 @@ def parse_table(table: Mapping, where: str, path: Optional[Path] = None) -> Conf
     return cfg
 
 
+def parse_size(value, where: str) -> int:
+    """Bytes from ``1000000``, ``"2MB"``, ``"512 KiB"``; ConfigError on anything else."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a size in bytes (or a string such as \"2MB\"), got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(f"{where}: a size cannot be negative, got {value}")
+        return value
+    if isinstance(value, str):
+        text = value.strip().upper().replace(" ", "")
+        digits = text.rstrip("KMGIB")
+        unit = text[len(digits):]
+        try:
+            number = float(digits)
+        except ValueError:
+            number = -1.0
+        if number >= 0 and unit in _SIZE_UNITS:
+            return int(number * _SIZE_UNITS[unit])
+    raise ConfigError(f"{where}: expected a size in bytes (or a string such as \"2MB\"), got {value!r}")
+
+
+def _toml(text: str, where: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid TOML: nested too deeply to read") from None
+
+
 def load_config(path: Path) -> Config:
     """Parse one config file: ``pyproject.toml`` -> ``[tool.lraudit]``; other TOML -> its top level."""
     path = Path(path)
     where = str(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{where}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{where}: cannot read config file: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    data = _toml(text, where)
     if path.name == "pyproject.toml" or "tool" in data:
         table = data.get("tool", {}).get("lraudit", {}) if isinstance(data.get("tool"), dict) else {}
     else:
@@ -320,15 +359,17 @@ def find_config(paths: Sequence[str]) -> Optional[Path]:
         candidate = directory / "pyproject.toml"
         if candidate.is_file():
             try:
-                text = candidate.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
+                raw = candidate.read_bytes()
+            except OSError:
                 continue
-            if "lraudit" not in text:
+            if b"lraudit" not in raw:
                 continue
             try:
+                text = raw.decode("utf-8")
                 data = tomllib.loads(text)
-            except tomllib.TOMLDecodeError:
-                # mentions lraudit but is broken: let load_config report it
+            except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+                # mentions lraudit but is broken (not UTF-8, not TOML): load_config reports it,
+                # rather than every rule running as if there were no configuration
                 return candidate
             if isinstance(data.get("tool"), dict) and "lraudit" in data["tool"]:
                 return candidate
@@ -366,4 +407,5 @@ def resolve_settings(
         config_path=cfg.path,
         respect_gitignore=cfg.respect_gitignore,
         force_exclude=cfg.force_exclude,
+        max_file_size=cfg.max_file_size,
     )

@@ -25,8 +25,10 @@ from __future__ import annotations
 import difflib
 import io
 import os
+import stat
 import sys
 import tempfile
+import threading
 import tokenize
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -57,6 +59,9 @@ class CheckResult:
     files_checked: int = 0
     findings: List[Finding] = field(default_factory=list)
     errors: List[Dict[str, str]] = field(default_factory=list)
+    # Files whose analysis was cut short or skipped by a bound (size, work budget, libcst's parser):
+    # ``{"path", "message"}``, reported so that no file is silently half-analysed; never change the exit.
+    notes: List[Dict[str, str]] = field(default_factory=list)
     unused_ignores: List[UnusedIgnore] = field(default_factory=list)
     fixed: List[Finding] = field(default_factory=list)  # findings removed by --fix / --diff
     diffs: List[str] = field(default_factory=list)  # unified diffs (--diff)
@@ -124,14 +129,15 @@ def decode_source(data: bytes) -> Decoded:
         raise DecodeError(f"unknown encoding {encoding!r} in coding cookie") from None
 
 
-def write_atomic(path: str, text: str, encoding: str = "utf-8") -> None:
+def write_atomic(path: str, text, encoding: str = "utf-8") -> None:
     """Replace ``path``'s content atomically (temp file + os.replace), keeping its mode and encoding.
 
-    ``text`` keeps its own line endings (files are decoded without newline translation).
+    ``text`` (str, encoded with ``encoding``, or bytes) keeps its own line endings (files are decoded
+    without newline translation).
     """
     target = os.path.realpath(path)
     directory = os.path.dirname(target) or "."
-    data = text.encode(encoding)
+    data = text if isinstance(text, bytes) else text.encode(encoding)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".lraudit-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -194,6 +200,7 @@ class _Job:
     text: str  # decoded source; notebooks: their JSON
     notebook: bool
     fix_select: Optional[FrozenSet[str]] = None  # rules --fix may fix here; None: no fixing
+    digest: str = ""  # content hash of the bytes read: a fix is written only over these very bytes
 
 
 @dataclass
@@ -203,6 +210,8 @@ class _Raw:
     new_text: Optional[str] = None  # fixed text (notebook: JSON), when a fix changed something
     fixed: List[Finding] = field(default_factory=list)
     fix_error: Optional[str] = None
+    note: Optional[str] = None  # why the analysis was cut short (a bound), if it was
+    unfixed: Optional[List[Finding]] = None  # with new_text: the findings before the fix (if not written)
 
     def error_is_internal(self) -> bool:
         return bool(self.error and self.error.startswith("internal error"))
@@ -215,9 +224,60 @@ def _checked_source(job: _Job) -> Tuple[str, Optional[_nb.Notebook]]:
     return job.text, None
 
 
+#: The analysis runs in a thread with this much stack and this recursion limit, so that valid code
+#: however deep CPython accepts it (hundreds of ``elif`` branches or concatenated string lines, nested
+#: calls) is analysed by libcst's recursive parser and visitors instead of refused. The stack is
+#: virtual memory: only what a deep file touches is ever committed.
+ANALYSIS_STACK_BYTES = 512 * 1024 * 1024
+ANALYSIS_RECURSION_LIMIT = 60_000
+_deep_lock = threading.Lock()
+
+
+def _in_deep_thread(fn, *args):
+    """``fn(*args)`` in a thread with a large stack and a raised recursion limit (the one place the
+    engine does this); exceptions propagate. Falls back to the calling thread if no such thread can
+    be made."""
+    outcome: Dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            outcome["error"] = exc
+
+    with _deep_lock:
+        previous_limit = sys.getrecursionlimit()
+        if previous_limit < ANALYSIS_RECURSION_LIMIT:
+            sys.setrecursionlimit(ANALYSIS_RECURSION_LIMIT)
+        try:
+            try:
+                previous_size = threading.stack_size(ANALYSIS_STACK_BYTES)
+            except (ValueError, RuntimeError):  # platform without settable stacks
+                previous_size = None
+            try:
+                thread = threading.Thread(target=target, name="lraudit-analysis", daemon=True)
+                thread.start()
+            except (RuntimeError, MemoryError):
+                thread = None
+            finally:
+                if previous_size is not None:
+                    threading.stack_size(previous_size)
+            if thread is None:
+                target()
+            else:
+                thread.join()
+        finally:
+            if previous_limit < ANALYSIS_RECURSION_LIMIT:
+                sys.setrecursionlimit(previous_limit)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome.get("value")
+
+
 def _run_rules(source: str, path: str, rules: FrozenSet[str], nb: Optional[_nb.Notebook]) -> _Raw:
     try:
-        return _Raw(findings=list(_checks.check_source(source, path, sorted(rules))))
+        analysis = _checks.analyse_source(source, path, sorted(rules))
+        return _Raw(findings=list(analysis.findings), note=analysis.cut_short)
     except _checks.SourceParseError as exc:
         where = ""
         if exc.line:
@@ -227,8 +287,12 @@ def _run_rules(source: str, path: str, rules: FrozenSet[str], nb: Optional[_nb.N
         if message.lower().startswith("syntax error: "):
             message = message[len("syntax error: "):]
         return _Raw(error=f"syntax error{where}: {message}")
+    except _checks.NotAnalysed as exc:
+        return _Raw(findings=[], note=str(exc))
     except RecursionError:
-        return _Raw(error="file too deeply nested to analyse")
+        return _Raw(error="internal error in lraudit: nesting beyond the analysis' recursion limit")
+    except MemoryError:
+        return _Raw(error="internal error in lraudit: out of memory analysing this file")
     except Exception as exc:  # noqa: BLE001 - one broken file must not stop the run
         return _Raw(error=f"internal error in lraudit: {type(exc).__name__}: {exc}")
 
@@ -239,6 +303,11 @@ def _has_unsafe_fix(code: str) -> bool:
 
 
 def _analyse(job: _Job, rules: FrozenSet[str], unsafe: bool) -> _Raw:
+    """Rules (and fixes) of one file, in a deep-stack thread (see :func:`_in_deep_thread`)."""
+    return _in_deep_thread(_analyse_here, job, rules, unsafe)
+
+
+def _analyse_here(job: _Job, rules: FrozenSet[str], unsafe: bool) -> _Raw:
     try:
         source, nb = _checked_source(job)
     except _nb.NotebookError as exc:
@@ -280,12 +349,168 @@ def _analyse(job: _Job, rules: FrozenSet[str], unsafe: bool) -> _Raw:
         return raw
     after.new_text = new_text
     after.fixed = list(getattr(result, "fixed", []) or [])
+    after.unfixed = raw.findings  # what stands if the fixed text cannot be written
+    after.note = after.note or raw.note
     return after
 
 
 def _worker(args: Tuple[_Job, FrozenSet[str], bool]) -> _Raw:
     job, rules, unsafe = args
     return _analyse(job, rules, unsafe)
+
+
+# --------------------------------------------------------------------------------------------------
+# The guarded pool: a worker that dies (a parser's segmentation fault, the OOM killer) costs one
+# error line for the file it was analysing, never the run. Each worker writes the position of the
+# file it is on into its own marker file; when the pool breaks, the markers name the files in flight.
+# Those are re-run one by one in a child process of their own (the one that crashes again is the
+# culprit), and every other unfinished file goes to a fresh pool.
+
+_marker_fd: Optional[int] = None
+_BLANK = b" " * 12
+
+
+def _pool_init(mark_dir: str) -> None:
+    global _marker_fd
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the pool
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    _marker_fd = os.open(os.path.join(mark_dir, str(os.getpid())), os.O_WRONLY | os.O_CREAT, 0o600)
+
+
+def _die_with_parent() -> None:
+    """Linux: this worker gets SIGKILL when the process that started it dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+
+def _mark(position: Optional[int]) -> None:
+    if _marker_fd is not None:
+        os.pwrite(_marker_fd, _BLANK if position is None else b"%12d" % position, 0)
+
+
+def _worker_chunk(chunk: List[Tuple[int, Tuple[_Job, FrozenSet[str], bool]]]) -> List[Tuple[int, _Raw]]:
+    out = []
+    for position, task in chunk:
+        _mark(position)
+        out.append((position, _worker(task)))
+    _mark(None)
+    return out
+
+
+def _in_flight(mark_dir: str) -> List[int]:
+    found = []
+    for name in os.listdir(mark_dir):
+        try:
+            with open(os.path.join(mark_dir, name), "rb") as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            found.append(int(text))
+    return sorted(set(found))
+
+
+def _isolated_child(conn, task) -> None:
+    _die_with_parent()
+    try:
+        conn.send(_worker(task))
+    finally:
+        conn.close()
+
+
+def _run_isolated(task: Tuple[_Job, FrozenSet[str], bool]) -> _Raw:
+    """One file in a child process of its own: its result, or an error line if the child dies."""
+    import signal
+
+    ctx = _mp_context()
+    parent, child = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_isolated_child, args=(child, task), daemon=True)
+    process.start()
+    child.close()
+    try:
+        raw = parent.recv()
+    except (EOFError, OSError):
+        raw = None
+    finally:
+        process.join()
+        parent.close()
+    if isinstance(raw, _Raw):
+        return raw
+    code = process.exitcode
+    how = f"exit status {code}"
+    if code is not None and code < 0:
+        try:
+            how = signal.Signals(-code).name
+        except ValueError:
+            how = f"signal {-code}"
+    return _Raw(error=f"internal error in lraudit: the analysis of this file crashed its process ({how}); "
+                      "the other files were checked")
+
+
+def _terminate_pool(pool: ProcessPoolExecutor) -> None:
+    """End a pool now (Ctrl-C, SIGTERM): no worker left behind, no waiting for queued files."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        try:
+            process.terminate()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    for process in processes:
+        process.join(timeout=2)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=2)
+
+
+def _run_pool(tasks: List[Tuple[_Job, FrozenSet[str], bool]], workers: int,
+              report: Callable[[int, _Raw], None]) -> None:
+    """Analyse ``tasks`` in worker processes; ``report(position, raw)`` once per task."""
+    from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    remaining = list(range(len(tasks)))
+    while remaining:
+        got: set = set()
+        broken = False
+        chunk = max(1, min(16, len(remaining) // (workers * 4)))
+        chunks = [[(p, tasks[p]) for p in remaining[i:i + chunk]] for i in range(0, len(remaining), chunk)]
+        with tempfile.TemporaryDirectory(prefix="lraudit-pool-") as mark_dir:
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_mp_context(),
+                                       initializer=_pool_init, initargs=(mark_dir,))
+            try:
+                futures = [pool.submit(_worker_chunk, c) for c in chunks]
+                for future in as_completed(futures):
+                    try:
+                        results = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        continue
+                    for position, raw in results:
+                        got.add(position)
+                        report(position, raw)
+            except BaseException:
+                _terminate_pool(pool)
+                raise
+            pool.shutdown(wait=True)
+            suspects = [p for p in _in_flight(mark_dir) if p not in got] if broken else []
+        remaining = [p for p in remaining if p not in got]
+        if not broken:
+            break
+        if not suspects and remaining:
+            suspects = remaining[:1]  # no marker written: isolate one file at a time, still progressing
+        for position in suspects:
+            report(position, _run_isolated(tasks[position]))
+        remaining = [p for p in remaining if p not in set(suspects)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -405,21 +630,25 @@ def check_paths(
     pending: List[Tuple[_Job, str, str, Optional[str]]] = []  # job, cache key, digest, encoding
     finished: List[Tuple[_Job, _Raw, str, str, Optional[str]]] = []
     for index, sf in enumerate(files):
-        job_or_error = _read(index, sf)
+        job_or_error = _read(index, sf, settings.max_file_size)
         if isinstance(job_or_error, str):
-            result.errors.append({"path": sf.path, "message": job_or_error})
+            if isinstance(job_or_error, _Unread):
+                result.notes.append({"path": sf.path, "message": str(job_or_error)})
+            else:
+                result.errors.append({"path": sf.path, "message": job_or_error})
             done += 1
             if progress:
                 progress(done, total)
             continue
         job, digest, encoding, data = job_or_error
+        job.digest = digest
         key = os.path.abspath(sf.path)
         if fix_mode and result.fix_available:
             job.fix_select = settings.rules - settings.ignored_for(sf.path)
         cached = cache.get(key, digest) if cache is not None else None
-        if cached is not None and not (job.fix_select and any(v[6] for v in cached.get("f", ()))):
+        if cached is not None and not _may_fix(job, cached, unsafe_fixes):
             raw = _Raw(error=cached["e"]) if "e" in cached else _Raw(
-                findings=[_finding_from_cache(sf.path, v) for v in cached["f"]]
+                findings=[_finding_from_cache(sf.path, v) for v in cached["f"]], note=cached.get("n")
             )
             finished.append((job, raw, key, digest, encoding))
             done += 1
@@ -430,6 +659,14 @@ def check_paths(
             checked_text = _checked_source(job)[0]
         except _nb.NotebookError as exc:
             finished.append((job, _Raw(error=str(exc)), key, digest, encoding))
+            done += 1
+            if progress:
+                progress(done, total)
+            continue
+        if job.notebook and settings.max_file_size and len(checked_text) > settings.max_file_size:
+            result.notes.append({"path": sf.path, "message": (
+                f"not analysed: its code cells hold {_describe_size(len(checked_text))}, over the size bound "
+                f"of {_describe_size(settings.max_file_size)} (`max-file-size` in [tool.lraudit])")})
             done += 1
             if progress:
                 progress(done, total)
@@ -452,14 +689,16 @@ def check_paths(
     )
     if parallel:
         tasks = [(j, settings.rules, unsafe_fixes) for j, *_ in pending]
-        chunk = max(1, min(16, len(tasks) // (workers * 4)))
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_mp_context()) as pool:
-            raws = pool.map(_worker, tasks, chunksize=chunk)
-            for (job, key, digest, encoding), raw in zip(pending, raws):
-                finished.append((job, raw, key, digest, encoding))
-                done += 1
-                if progress:
-                    progress(done, total)
+
+        def report(position: int, raw: _Raw) -> None:
+            nonlocal done
+            job, key, digest, encoding = pending[position]
+            finished.append((job, raw, key, digest, encoding))
+            done += 1
+            if progress:
+                progress(done, total)
+
+        _run_pool(tasks, workers, report)
     else:
         for job, key, digest, encoding in pending:
             finished.append((job, _analyse(job, settings.rules, unsafe_fixes), key, digest, encoding))
@@ -474,30 +713,101 @@ def check_paths(
             if raw.error is not None:
                 cache.put(key, digest, {"e": raw.error})
             elif raw.findings is not None:
-                cache.put(key, digest, {"f": [_finding_to_cache(f) for f in raw.findings]})
+                entry: Dict[str, object] = {"f": [_finding_to_cache(f) for f in raw.findings]}
+                if raw.note:
+                    entry["n"] = raw.note
+                cache.put(key, digest, entry)
         _finish(result, job, raw, settings, report_unused=report_unused_ignores)
     if cache is not None:
         cache.save()
 
     result.findings.sort(key=_sort_key)
     result.errors.sort(key=lambda e: e["path"])
+    result.notes.sort(key=lambda e: e["path"])
     result.unused_ignores.sort(key=lambda u: (u.path, u.cell or 0, u.line, u.column))
     return result
+
+
+def _may_fix(job: _Job, cached: dict, unsafe: bool) -> bool:
+    """Whether --fix/--diff may change this file, given its cached findings: then it is analysed
+    again (the cache holds findings, not fixes). Unsafe fixes count only with --unsafe-fixes, and
+    findings whose safe fix was not offered still may have an unsafe one."""
+    if not job.fix_select:
+        return False
+    for v in cached.get("f", ()):
+        if v[4] in job.fix_select and (v[6] or (unsafe and _has_unsafe_fix(v[4]))):
+            return True
+    return False
 
 
 def _sort_key(f: Finding):
     return (f.path, getattr(f, "cell", 0), f.line, f.column, f.rule, f.message)
 
 
-def _read(index: int, sf: SourceFile):
-    """(job, digest, encoding, bytes) or an error message."""
+class _Unread(str):
+    """A file not read because of a bound (its size): a note, not an error."""
+
+
+#: Notebooks carry their outputs (plots, tables) in the same JSON: their bound is this many times
+#: ``max-file-size``, and their code cells joined are held to ``max-file-size`` itself.
+NOTEBOOK_SIZE_FACTOR = 32
+
+
+def _describe_size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.0f} KB"
+
+
+def read_source_bytes(path: str, max_size: int = 0):
+    """The bytes of a regular file, or an error message (str) or a size note (:class:`_Unread`).
+
+    Only regular files are read: a named pipe, a device (``/dev/zero``) or a socket would block or
+    never end. The file is opened without blocking and checked with ``fstat`` on the open
+    descriptor (no race with a swap between the check and the read), and never read past the bound.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with open(sf.path, "rb") as fh:
-            data = fh.read()
+        fd = os.open(path, flags)
     except IsADirectoryError:
         return "is a directory"
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            return "is a directory"
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a named pipe" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                    or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "special")
+            return f"not a regular file ({kind}), not read"
+        if max_size and st.st_size > max_size:
+            return _Unread(f"not analysed: {_describe_size(st.st_size)} is over the size bound of "
+                           f"{_describe_size(max_size)} (`max-file-size` in [tool.lraudit])")
+        chunks = []
+        remaining = (max_size + 1) if max_size else -1
+        while remaining:
+            chunk = os.read(fd, 1 << 20 if remaining < 0 else min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if remaining > 0:
+                remaining -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    finally:
+        os.close(fd)
+    if max_size and len(data) > max_size:  # grew while we read it
+        return _Unread(f"not analysed: over the size bound of {_describe_size(max_size)} "
+                       "(`max-file-size` in [tool.lraudit])")
+    return data
+
+
+def _read(index: int, sf: SourceFile, max_size: int = 0):
+    """(job, digest, encoding, bytes), or an error message, or an :class:`_Unread` note."""
+    bound = max_size * NOTEBOOK_SIZE_FACTOR if (sf.is_notebook and max_size) else max_size
+    data = read_source_bytes(sf.path, bound)
+    if isinstance(data, str):
+        return data
     digest = content_hash(data)
     if sf.is_notebook:
         try:
@@ -526,24 +836,67 @@ def _fix_select_without_suppressed(job: _Job, source: str, rules: FrozenSet[str]
 
 
 def _apply_fix(result: CheckResult, job: _Job, raw: _Raw, encoding: Optional[str], write: bool) -> None:
+    """Record the fix's diff and, with ``write``, write it; a fix is reported only once written.
+
+    When it cannot be written (the file changed since it was read, is read-only, or the write
+    fails), the file keeps its content, an error line says why, and its findings stand unfixed."""
     old, new = job.text, raw.new_text or job.text
-    result.fixed.extend(raw.fixed)
+    diffs: List[str] = []
     if job.notebook:
         old_nb, new_nb = _nb.load(old), _nb.load(new)
         new_cells = {c.index: c.text for c in new_nb.cells}
         for cell in old_nb.cells:
             after = new_cells.get(cell.index, cell.text)
             if after != cell.text:
-                result.diffs.append(_unified(cell.text, after, f"{job.path}:cell {cell.index}"))
+                diffs.append(_unified(cell.text, after, f"{job.path}:cell {cell.index}"))
     else:
-        result.diffs.append(_unified(old, new, job.path))
+        diffs.append(_unified(old, new, job.path))
     if write:
-        try:
-            write_atomic(job.path, new, encoding or "utf-8")
-        except OSError as exc:
-            result.errors.append({"path": job.path, "message": f"cannot write fixed file: {exc.strerror or exc}"})
+        problem = write_fixed(job.path, new, encoding, job.digest, notebook=job.notebook)
+        if problem is not None:
+            result.errors.append({"path": job.path, "message": problem})
+            raw.findings = raw.unfixed if raw.unfixed is not None else raw.findings
+            raw.fixed = []
             return
+    result.fixed.extend(raw.fixed)
+    result.diffs.extend(diffs)
     job.text = new
+
+
+def write_fixed(path: str, text: str, encoding: Optional[str], expected_digest: str, notebook: bool = False
+                ) -> Optional[str]:
+    """Write a fixed text over ``path`` only if the file still holds the bytes that were analysed
+    (``expected_digest``); None when written, else why not (the file is then untouched).
+
+    The text keeps its own line endings (files are decoded without newline translation); a
+    notebook keeps its UTF-8 BOM. A file with several hard links is rewritten in place, so that
+    every link sees the fix; any other file is replaced atomically (a crash never leaves half a file)."""
+    current = read_source_bytes(path)
+    if isinstance(current, str):
+        return f"fix not written: {current}"
+    if content_hash(current) != expected_digest:
+        return "fix not written: the file changed since it was read (edited meanwhile?); run lraudit again"
+    if notebook:
+        data = (b"\xef\xbb\xbf" if current.startswith(b"\xef\xbb\xbf") else b"") + text.encode("utf-8")
+    else:
+        try:
+            data = text.encode(encoding or "utf-8")
+        except UnicodeEncodeError as exc:
+            return f"fix not written: the fixed text cannot be encoded as {encoding}: {exc.reason}"
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+        if not st.st_mode & 0o222:
+            return "fix not written: the file is read-only"
+        if st.st_nlink > 1:
+            with open(target, "r+b") as fh:
+                fh.write(data)
+                fh.truncate()
+        else:
+            write_atomic(target, data)
+    except OSError as exc:
+        return f"fix not written: {exc.strerror or exc}"
+    return None
 
 
 def _unified(old: str, new: str, name: str) -> str:
@@ -562,6 +915,8 @@ def _finish(result: CheckResult, job: _Job, raw: _Raw, settings: Settings, repor
         result.errors.append({"path": job.path, "message": raw.error or "not checked"})
         return
     result.files_checked += 1
+    if raw.note:
+        result.notes.append({"path": job.path, "message": raw.note})
     nb: Optional[_nb.Notebook] = None
     source = job.text
     if job.notebook:
@@ -577,7 +932,7 @@ def _finish(result: CheckResult, job: _Job, raw: _Raw, settings: Settings, repor
             for u in sup.unused(job.path, active):
                 if nb is not None:
                     cell, line = nb.locate(u.line)
-                    u = UnusedIgnore(u.path, line, u.column, u.directive, u.codes, cell)
+                    u = UnusedIgnore(u.path, line, u.column, u.directive, u.codes, cell, u.malformed)
                 result.unused_ignores.append(u)
     if nb is not None:
         findings = [nb.map_finding(f) for f in findings]

@@ -127,7 +127,7 @@ class Notebook:
         parts = fixed.split(_BOUNDARY + "\n")
         if len(parts) != len(self.cells) + 1 or parts[-1].strip():
             raise NotebookError("a fix crossed a cell boundary; notebook left unchanged")
-        changed = False
+        changes: Dict[int, str] = {}
         raw_cells = self.data["cells"]
         for cell, new_neutral in zip(self.cells, parts):
             if new_neutral == _terminated(cell.neutral):
@@ -137,16 +137,19 @@ class Notebook:
                 new_text = new_text[:-1]
             if new_text == cell.text:
                 continue
-            changed = True
+            changes[cell.index] = new_text
             raw = raw_cells[cell.index - 1]
             if isinstance(raw.get("source"), list):
                 raw["source"] = new_text.splitlines(keepends=True)
             else:
                 raw["source"] = new_text
             cell.text = new_text
-        if not changed:
+        if not changes:
             return None
-        return dumps(self.data, self.raw)
+        try:
+            return splice_sources(self.raw, changes)
+        except NotebookError:
+            return dumps(self.data, self.raw)  # a layout we cannot edit in place: serialise like Jupyter
 
 
 def _terminated(text: str) -> str:
@@ -217,11 +220,14 @@ def load(raw: str) -> Notebook:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise NotebookError(f"invalid notebook JSON: {exc}") from None
+    except RecursionError:
+        raise NotebookError("invalid notebook JSON: nested too deeply to read") from None
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise NotebookError("not a Jupyter notebook (no `cells` list)")
     nb = Notebook(data=data, raw=raw)
-    meta = data.get("metadata") or {}
-    language = (meta.get("language_info") or {}).get("name") or (meta.get("kernelspec") or {}).get("language")
+    meta = _table(data, "metadata", "the notebook")
+    language = _table(meta, "language_info", "metadata").get("name") or \
+        _table(meta, "kernelspec", "metadata").get("language")
     if isinstance(language, str) and language.lower() not in ("python", "python3", "ipython", "ipython3"):
         nb.python = False
         return nb
@@ -230,12 +236,165 @@ def load(raw: str) -> Notebook:
         if not isinstance(raw_cell, dict) or raw_cell.get("cell_type") != "code":
             continue
         src = raw_cell.get("source", "")
-        text = "".join(src) if isinstance(src, list) else str(src)
+        if src is None:
+            src = ""
+        if isinstance(src, list):
+            if not all(isinstance(part, str) for part in src):
+                raise NotebookError(f"malformed notebook: cell {index}'s `source` list holds a non-string")
+            text = "".join(src)
+        elif isinstance(src, str):
+            text = src
+        else:
+            raise NotebookError(f"malformed notebook: cell {index}'s `source` is neither a string nor a list")
         neutral = neutralise(text)
         n = _line_count(neutral)
         nb.cells.append(Cell(index=index, text=text, neutral=neutral, start=offset, lines=n))
         offset += n
     return nb
+
+
+# -- editing the JSON text in place ----------------------------------------------------------------
+# A fix rewrites only the `source` values of the cells it changed, inside the notebook's own text:
+# everything else (line endings, `\u00e9` escapes, key order, spacing, outputs) stays byte for byte.
+
+_WS = " \t\r\n"
+
+
+def _skip_ws(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _WS:
+        i += 1
+    return i
+
+
+def _string_end(text: str, i: int) -> int:
+    """Index just past the JSON string starting at ``text[i] == '"'``."""
+    i += 1
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            return i + 1
+        i += 1
+    raise NotebookError("unterminated string in notebook JSON")
+
+
+def _value_end(text: str, i: int) -> int:
+    """Index just past the JSON value starting at ``i`` (iterative: no recursion on deep values)."""
+    if text[i] == '"':
+        return _string_end(text, i)
+    if text[i] not in "[{":
+        while i < len(text) and text[i] not in ",]}" + _WS:
+            i += 1
+        return i
+    depth = 0
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            i = _string_end(text, i)
+            continue
+        if c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    raise NotebookError("unbalanced brackets in notebook JSON")
+
+
+def _members(text: str, i: int):
+    """(key, value start, value end) of the object starting at ``text[i] == '{'``."""
+    i = _skip_ws(text, i + 1)
+    while i < len(text) and text[i] != "}":
+        end = _string_end(text, i)
+        key = json.loads(text[i:end])
+        i = _skip_ws(text, end)
+        if text[i] != ":":
+            raise NotebookError("malformed notebook JSON")
+        start = _skip_ws(text, i + 1)
+        stop = _value_end(text, start)
+        yield key, start, stop
+        i = _skip_ws(text, stop)
+        if i < len(text) and text[i] == ",":
+            i = _skip_ws(text, i + 1)
+
+
+def _elements(text: str, i: int):
+    """(start, end) of each element of the array starting at ``text[i] == '['``."""
+    i = _skip_ws(text, i + 1)
+    while i < len(text) and text[i] != "]":
+        stop = _value_end(text, i)
+        yield i, stop
+        i = _skip_ws(text, stop)
+        if i < len(text) and text[i] == ",":
+            i = _skip_ws(text, i + 1)
+
+
+def _encode_like(value: str, original: str) -> str:
+    """A JSON string for ``value`` escaped as the original text was (``\u00e9`` or literal é)."""
+    ascii_only = "\\u" in original and not any(ord(c) > 127 for c in original)
+    return json.dumps(value, ensure_ascii=ascii_only)
+
+
+def _source_value(new_text: str, original: str) -> str:
+    """The new ``source`` value laid out like the original one (a list of lines or one string)."""
+    if not original.startswith("["):
+        return _encode_like(new_text, original)
+    lines = new_text.splitlines(keepends=True)
+    if not lines:
+        return "[]"
+    first = original.find('"')
+    head = original[1:first] if first > 0 else ""
+    if "\n" not in head:  # one line: ["a", "b"]
+        sep = original[original.find(",", first) + 1:] if "," in original else " "
+        gap = " " if sep.startswith(" ") else ""
+        return "[" + ("," + gap).join(_encode_like(x, original) for x in lines) + "]"
+    eol = "\r\n" if "\r\n" in head else "\n"
+    indent = head.split("\n")[-1]
+    closing = original[original.rfind("\n", 0, len(original) - 1) + 1:-1] if "\n" in original else ""
+    closing = closing if not closing.strip() else ""
+    body = ("," + eol).join(indent + _encode_like(x, original) for x in lines)
+    return "[" + eol + body + eol + closing + "]"
+
+
+def splice_sources(raw: str, changes: Dict[int, str]) -> str:
+    """``raw`` (a notebook's JSON text) with the ``source`` of the cells in ``changes`` (1-based
+    index -> new text) replaced, and nothing else touched. NotebookError when the text's layout is
+    not one this scanner follows."""
+    start = _skip_ws(raw, 0)
+    if start >= len(raw) or raw[start] != "{":
+        raise NotebookError("notebook JSON is not an object")
+    cells_span = next(((a, b) for key, a, b in _members(raw, start) if key == "cells"), None)
+    if cells_span is None or raw[cells_span[0]] != "[":
+        raise NotebookError("no `cells` list")
+    edits = []
+    for index, (a, b) in enumerate(_elements(raw, cells_span[0]), 1):
+        if index not in changes or raw[a] != "{":
+            continue
+        span = next(((x, y) for key, x, y in _members(raw, a) if key == "source"), None)
+        if span is None:
+            raise NotebookError("a changed cell has no `source`")
+        edits.append((span[0], span[1], _source_value(changes[index], raw[span[0]:span[1]])))
+    if len(edits) != len(changes):
+        raise NotebookError("changed cells not found in the notebook text")
+    out = raw
+    for a, b, value in sorted(edits, reverse=True):
+        out = out[:a] + value + out[b:]
+    if json.loads(out)["cells"] is None:  # pragma: no cover - defensive: the result must be JSON
+        raise NotebookError("splice failed")
+    return out
+
+
+def _table(data: Dict[str, Any], key: str, where: str) -> Dict[str, Any]:
+    """An optional JSON object member (absent or null: empty); NotebookError for another type."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise NotebookError(f"malformed notebook: `{key}` of {where} is a {type(value).__name__}, not an object")
+    return value
 
 
 def dumps(data: Dict[str, Any], original_raw: str) -> str:

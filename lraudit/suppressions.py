@@ -24,7 +24,9 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from lraudit.findings import Finding
 
-_LRAUDIT_RE = re.compile(r"#\s*lraudit\s*:\s*ignore\b(?:\[(?P<codes>[^\]]*)\])?", re.IGNORECASE)
+_LRAUDIT_RE = re.compile(
+    r"#\s*lraudit\s*:\s*ignore\b(?:\s*\[(?P<codes>[^\]]*)\])?(?P<unclosed>\s*\[)?", re.IGNORECASE
+)
 _NOQA_RE = re.compile(
     r"#\s*noqa(?!\w)(?:\s*:\s*(?P<codes>[A-Za-z]+[0-9]+(?:(?:\s*,\s*|\s+)[A-Za-z]+[0-9]+)*))?",
     re.IGNORECASE,
@@ -40,9 +42,12 @@ class Directive:
     codes: Optional[Tuple[str, ...]]  # None: bare, suppresses every rule
     text: str
     used: Set[str] = field(default_factory=set)  # codes of the findings it suppressed
+    malformed: Optional[str] = None  # why it suppresses nothing (``ignore[LR001`` never closed)
 
     def suppresses(self, rule: str) -> Optional[str]:
         """The directive code (or "*" when bare) that covers ``rule``, else None."""
+        if self.malformed:
+            return None
         if self.codes is None:
             return "*"
         for code in self.codes:
@@ -61,9 +66,12 @@ class UnusedIgnore:
     directive: str  # the directive's text, e.g. "lraudit: ignore[LR002]" after its hash sign
     codes: Tuple[str, ...] = ()  # the unused codes; empty: the whole (bare) directive
     cell: Optional[int] = None  # notebooks: ``line`` counts within this cell
+    malformed: Optional[str] = None  # a directive that suppresses nothing, and why
 
     @property
     def message(self) -> str:
+        if self.malformed:
+            return f"malformed suppression ({self.malformed}): it suppresses nothing (`{self.directive}`)"
         if self.codes:
             return f"unused suppression of {', '.join(self.codes)} (`{self.directive}`)"
         return f"unused suppression (`{self.directive}`)"
@@ -100,6 +108,14 @@ class Suppressions:
     # -- parsing ------------------------------------------------------------------------------------
     def _add_comment(self, text: str, line: int, col0: int) -> None:
         for match in _LRAUDIT_RE.finditer(text):
+            if match.group("unclosed"):
+                # ``ignore[LR001`` never closed: not a bare ignore of every rule; it suppresses nothing
+                # and --report-unused-ignores says so.
+                directive = text[match.start():].strip()
+                self.directives.setdefault(line, []).append(
+                    Directive(line, col0 + match.start() + 1, "lraudit", (), directive, malformed="unclosed `[`")
+                )
+                continue
             raw = match.group("codes")
             codes = None if raw is None else tuple(c.upper() for c in _CODE_SPLIT.split(raw) if c)
             if codes == ():
@@ -164,6 +180,9 @@ class Suppressions:
         out: List[UnusedIgnore] = []
         for line in sorted(self.directives):
             for d in self.directives[line]:
+                if d.malformed:
+                    out.append(UnusedIgnore(path, line, d.column, d.text, malformed=d.malformed))
+                    continue
                 if d.codes is None:
                     if d.kind == "lraudit" and not d.used:
                         out.append(UnusedIgnore(path, line, d.column, d.text))

@@ -48,7 +48,7 @@ def fake_rules(monkeypatch):
                 out.append(Finding(path, number, col + 1, number, col + 4, "LR001", "bug here", fixable=True))
         return out
 
-    monkeypatch.setattr(checks, "check_source", fake)
+    monkeypatch.setattr(checks, "analyse_source", lambda *a, **kw: checks.SourceAnalysis(fake(*a, **kw)))
     monkeypatch.setattr(engine, "_prefilter_fn", lambda text: True)
     return calls
 

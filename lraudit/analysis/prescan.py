@@ -53,12 +53,34 @@ def _is_known(qualname: str) -> bool:
     )
 
 
+class ParserLimit(Exception):
+    """Python's own parser refuses ``source`` for its nesting (``too many nested parentheses``, its
+    recursion limit): code no Python runs. libcst must not see it: its native parser recurses without
+    a bound and crashes the process (segmentation fault) or spends minutes on such input."""
+
+    def __init__(self, message: str, line: int = 0, column: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+
+_NESTING_MESSAGES = ("too many nested", "too complex", "too deeply nested", "too many statically nested")
+
+
 def prescan(source: str) -> Optional[Prescan]:
     """The prescan of ``source``, or None when ``ast`` cannot parse it (syntax newer than the running
-    Python, or invalid code): the caller then falls back to libcst alone."""
+    Python, or invalid code): the caller then falls back to libcst alone. Raises ParserLimit when
+    the parser refuses it for its depth."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
+    except (RecursionError, MemoryError):
+        raise ParserLimit("too deeply nested for Python's parser") from None
+    except SyntaxError as error:
+        message = error.msg or str(error)
+        if any(text in message for text in _NESTING_MESSAGES):
+            raise ParserLimit(message, error.lineno or 0, error.offset or 0) from None
+        return None
+    except ValueError:
         return None
     imports = ImportTable()
     called: Set[str] = set()

@@ -48,4 +48,6 @@ def render_github(result) -> str:
         lines.append(f"::warning file={_prop(u.path)},{loc}title=unused-suppression::{_data(msg)}")
     for e in result.errors:
         lines.append(f"::error file={_prop(e['path'])},title=lraudit::{_data(e['message'])}")
+    for n in getattr(result, "notes", ()):
+        lines.append(f"::notice file={_prop(n['path'])},title=lraudit::{_data(n['message'])}")
     return "".join(line + "\n" for line in lines)

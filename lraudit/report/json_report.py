@@ -8,6 +8,16 @@ appears with ``--report-unused-ignores``, ``"fixed"`` when ``--fix``/``--diff`` 
 from __future__ import annotations
 
 import json
+import re
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_surrogates(text: str) -> str:
+    """JSON text whose lone surrogates (undecodable bytes of a file name, kept by the filesystem
+    encoding's surrogateescape) are written as ``\\udcXX`` escapes: valid JSON, valid UTF-8, and a
+    reader gets the same string back."""
+    return _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
 
 
 def to_data(result) -> dict:
@@ -21,8 +31,10 @@ def to_data(result) -> dict:
         data["unused_ignores"] = [u.to_json() for u in result.unused_ignores]
     if result.fixed:
         data["fixed"] = [f.to_json() for f in result.fixed]
+    if getattr(result, "notes", None):
+        data["notes"] = [{"path": n["path"], "message": n["message"]} for n in result.notes]
     return data
 
 
 def render_json(result) -> str:
-    return json.dumps(to_data(result), indent=2, ensure_ascii=False) + "\n"
+    return escape_surrogates(json.dumps(to_data(result), indent=2, ensure_ascii=False)) + "\n"

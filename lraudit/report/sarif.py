@@ -35,7 +35,8 @@ def _uri(path: str) -> dict:
     rel = path.replace(os.sep, "/")
     if rel.startswith("./"):
         rel = rel[2:]
-    return {"uri": quote(rel), "uriBaseId": "%SRCROOT%"}
+    # percent-encode the file name's own bytes (a non-UTF-8 name arrives with surrogate escapes)
+    return {"uri": quote(rel.encode("utf-8", "surrogateescape")), "uriBaseId": "%SRCROOT%"}
 
 
 def _region(line: int, column: int, end_line: int, end_column: int) -> dict:
@@ -155,6 +156,13 @@ def to_log(result) -> dict:
             "locations": [{"physicalLocation": {"artifactLocation": _uri(e["path"])}}],
         }
         for e in result.errors
+    ] + [
+        {
+            "level": "note",
+            "message": {"text": n["message"]},
+            "locations": [{"physicalLocation": {"artifactLocation": _uri(n["path"])}}],
+        }
+        for n in getattr(result, "notes", ())
     ]
     cwd = Path.cwd().as_uri()
     return {
@@ -191,4 +199,6 @@ def _unused_region(raw: RawLines, u) -> dict:
 
 
 def render_sarif(result) -> str:
-    return json.dumps(to_log(result), indent=2, ensure_ascii=False) + "\n"
+    from lraudit.report.json_report import escape_surrogates
+
+    return escape_surrogates(json.dumps(to_log(result), indent=2, ensure_ascii=False)) + "\n"

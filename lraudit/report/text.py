@@ -103,6 +103,12 @@ def render_text(result, *, color: bool = False, quiet: bool = False, frames: boo
         console.print(line)
     if quiet:
         return buf.getvalue()
+    notes = getattr(result, "notes", ())
+    for note in notes:
+        line = Text()
+        line.append("note", style="bold yellow")
+        line.append(f": {note['path']}: {note['message']}")
+        console.print(line)
 
     n = len(result.findings)
     if result.fixed:
@@ -139,6 +145,9 @@ def render_text(result, *, color: bool = False, quiet: bool = False, frames: boo
         )
     if result.report_unused_ignores and result.unused_ignores:
         console.print(Text(f"{_plural(len(result.unused_ignores), 'unused suppression')}.", style="yellow"))
+    if notes:
+        console.print(Text(f"{_plural(len(notes), 'file')} not fully analysed (a bound was reached; see the notes "
+                           "above).", style="yellow"))
     return buf.getvalue()
 
 
