@@ -342,6 +342,7 @@ def _analyse_here(job: _Job, rules: FrozenSet[str], unsafe: bool) -> _Raw:
         new_nb = _nb.load(new_text)
         new_source = new_nb.source
     else:
+        new_fix_text = _keep_final_newline(fix_input, new_fix_text)
         new_text, new_nb, new_source = new_fix_text, None, new_fix_text
     after = _run_rules(new_source, job.path, rules, new_nb)
     if after.findings is None:
@@ -352,6 +353,14 @@ def _analyse_here(job: _Job, rules: FrozenSet[str], unsafe: bool) -> _Raw:
     after.unfixed = raw.findings  # what stands if the fixed text cannot be written
     after.note = after.note or raw.note
     return after
+
+
+def _keep_final_newline(old: str, new: str) -> str:
+    """libcst drops the final CR of a CR-only file: give the fixed text the original's last line end."""
+    for ending in ("\r\n", "\r", "\n"):
+        if old.endswith(ending):
+            return new if new.endswith(("\r", "\n")) else new + ending
+    return new
 
 
 def _worker(args: Tuple[_Job, FrozenSet[str], bool]) -> _Raw:

@@ -25,4 +25,4 @@ class WorkBudget:
     def spend(self, units: int, what: str = "rules") -> None:
         self.used += max(0, int(units))
         if self.used > self.limit:
-            raise BudgetExceeded(f"{what} exceeded the analysis budget of {self.limit:,} work units")
+            raise BudgetExceeded(f"exceeded the analysis budget of {self.limit:,} work units")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from typing import FrozenSet, Optional, Set, Tuple
 
 from lraudit.analysis import known
@@ -64,6 +65,24 @@ class ParserLimit(Exception):
         self.column = column
 
 
+#: CPython's default recursion limit: what a plain ``python train.py`` runs with, so what it accepts.
+PYTHON_RECURSION_LIMIT = 1000
+
+
+def python_parse(source: str) -> ast.Module:
+    """``ast.parse`` as a plain ``python`` run would (on 3.9-3.11 the parser's depth limit follows the
+    recursion limit, which the engine raises for libcst's sake): code Python itself refuses for its
+    depth is refused here too, before libcst spends minutes on it."""
+    limit = sys.getrecursionlimit()
+    if limit <= PYTHON_RECURSION_LIMIT:
+        return ast.parse(source)
+    sys.setrecursionlimit(PYTHON_RECURSION_LIMIT)
+    try:
+        return ast.parse(source)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 _NESTING_MESSAGES = ("too many nested", "too complex", "too deeply nested", "too many statically nested")
 
 
@@ -72,7 +91,7 @@ def prescan(source: str) -> Optional[Prescan]:
     Python, or invalid code): the caller then falls back to libcst alone. Raises ParserLimit when
     the parser refuses it for its depth."""
     try:
-        tree = ast.parse(source)
+        tree = python_parse(source)
     except (RecursionError, MemoryError):
         raise ParserLimit("too deeply nested for Python's parser") from None
     except SyntaxError as error:

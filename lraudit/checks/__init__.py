@@ -68,10 +68,10 @@ def parse(source: str) -> cst.Module:
 def _python_error(source: str) -> Optional[SourceParseError]:
     """Python's own report of a syntax error: its message and position are the ones users know
     (libcst puts tokenizer errors, a tab inconsistency or a non-breaking space, at 1:1)."""
-    import ast
+    from lraudit.analysis.prescan import python_parse
 
     try:
-        ast.parse(source)
+        python_parse(source)
     except SyntaxError as error:
         return SourceParseError(f"syntax error: {error.msg}", error.lineno or 0, error.offset or 0)
     except (ValueError, RecursionError, MemoryError):
@@ -105,8 +105,8 @@ def run_rules(module: cst.Module, select: Optional[Iterable[str]] = None,
                     seen.add(key)
                     reports.append(report)
     except BudgetExceeded as exceeded:
-        model.cut_short = (f"analysis cut short: {rule.code} {exceeded}; findings of this file may be "
-                           "incomplete")
+        model.cut_short = (f"analysis cut short: the rules {exceeded} (stopped in {rule.code}); findings of "
+                           "this file may be incomplete")
     return model, reports
 
 
