@@ -257,11 +257,11 @@ def load(raw: str) -> Notebook:
 # A fix rewrites only the `source` values of the cells it changed, inside the notebook's own text:
 # everything else (line endings, `\u00e9` escapes, key order, spacing, outputs) stays byte for byte.
 
-_WS = " \t\r\n"
+_JSON_SPACE = " \t\r\n"
 
 
 def _skip_ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in _WS:
+    while i < len(text) and text[i] in _JSON_SPACE:
         i += 1
     return i
 
@@ -285,7 +285,7 @@ def _value_end(text: str, i: int) -> int:
     if text[i] == '"':
         return _string_end(text, i)
     if text[i] not in "[{":
-        while i < len(text) and text[i] not in ",]}" + _WS:
+        while i < len(text) and text[i] not in ",]}" + _JSON_SPACE:
             i += 1
         return i
     depth = 0
