@@ -40,7 +40,7 @@ class _Group(click.Group):
         return super().list_commands(ctx)
 
 
-_RUNTIME_COMMANDS = ("run", "report")
+_RUNTIME_COMMANDS = ("run", "report", "export")
 
 
 @click.group(cls=_Group, context_settings=_CONTEXT)
@@ -416,7 +416,8 @@ def _register_runtime_commands() -> None:
         return
     try:
         commands = [(getattr(cli_runtime, attr, None), name) for attr, name in
-                    (("run_command", "run"), ("report_command", "report"))]
+                    (("run_command", "run"), ("report_command", "report"),
+                                      ("export_command", "export"))]
     except Exception as exc:  # noqa: BLE001
         _register_broken(exc)
         return
@@ -426,7 +427,7 @@ def _register_runtime_commands() -> None:
 
 
 def _register_broken(exc: BaseException) -> None:
-    for name in ("run", "report"):
+    for name in ("run", "report", "export"):
 
         @click.command(name=name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
                        add_help_option=False)

@@ -1,4 +1,4 @@
-"""The runtime half's commands, ``lraudit run`` and ``lraudit report``: thin click adapters.
+"""The runtime half's commands, ``lraudit run``, ``lraudit report`` and ``lraudit export``: thin click adapters.
 
 Registered on the main group by ``lraudit/cli.py`` (``main.add_command(run_command)`` ...). This module
 imports no torch (the CLI's main module imports it for ``lraudit check`` too): each command imports its
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["run_command", "report_command"]
+__all__ = ["run_command", "report_command", "export_command"]
 
 
 @click.command(
@@ -62,12 +62,14 @@ def _require_torch(ctx, command: str) -> None:
 @click.command("report", short_help="Show a saved LR trajectory (table, sparklines, PNG).")
 @click.argument("trajectory", metavar="LR.JSON", type=click.Path(dir_okay=False))
 @click.option("--png", metavar="OUT.PNG", type=click.Path(dir_okay=False),
-              help="Also plot every series to a PNG, findings marked (needs the plot extra).")
-@click.option("--log", "log_scale", is_flag=True, help="Log-scale LR axis in the PNG.")
+              help="Also plot every series to a PNG, one panel per optimizer, findings marked (needs the plot extra).")
+@click.option("--log", "log_scale", is_flag=True,
+              help="Log-scale LR axes in the PNG (by default a panel uses one when its series differ by more than 100x).")
 @click.pass_context
 def report_command(ctx, trajectory, png, log_scale):
-    """Print the report of a trajectory saved by `lraudit run --out` or `run.save()`: per optimizer and
-    param group the start, min, max and end LR, the number of changes, the findings, and a sparkline."""
+    """Print the report of a trajectory saved by `lraudit run --out` or `run.save()` (the table
+    `run.report()` prints): per series the start, min, max and end value, the number of changes,
+    the findings, and a sparkline."""
     from rich.console import Console
 
     from lraudit.runtime.trajectory_report import TrajectoryError, load_trajectory, render_trajectory
@@ -90,3 +92,40 @@ def report_command(ctx, trajectory, png, log_scale):
             click.echo(f"lraudit report: could not write {png}: {exc}", err=True)
             ctx.exit(2)
         click.echo(f"plot written to {png}", err=True)
+
+
+@click.command("export", short_help="Export a saved LR trajectory to CSV, TensorBoard or W&B.")
+@click.argument("trajectory", metavar="LR.JSON", type=click.Path(dir_okay=False))
+@click.option("--to", "target", type=click.Choice(["csv", "tensorboard", "wandb"]), required=True,
+              help="csv: a step column and one column per series; tensorboard: scalars in an event file; "
+                   "wandb: an offline run (needs wandb).")
+@click.option("-o", "--output", metavar="PATH", type=click.Path(),
+              help="The CSV file, or the folder of the TensorBoard / W&B run (default: next to LR.JSON: "
+                   "lr.csv, lr-tensorboard/, lr-wandb/).")
+@click.pass_context
+def export_command(ctx, trajectory, target, output):
+    """Write the series of a trajectory where other tools read them, named like Lightning's
+    LearningRateMonitor (lr-SGD, lr-AdamW/pg2, lr-AdamW/head), the optimizer step on the x-axis.
+
+    \b
+    lraudit export lr.json --to csv -o lr.csv
+    lraudit export lr.json --to tensorboard -o runs/lr   # tensorboard --logdir runs
+    """
+    from lraudit.runtime import export as export_mod
+    from lraudit.runtime.trajectory_report import TrajectoryError, load_trajectory
+
+    try:
+        data = load_trajectory(trajectory)
+    except TrajectoryError as exc:
+        click.echo(f"lraudit export: {exc}", err=True)
+        ctx.exit(2)
+    out = output or export_mod.default_output(trajectory, target)
+    try:
+        written = export_mod.export(data, target, out)
+    except ImportError as exc:
+        click.echo(f"lraudit export: {exc}", err=True)
+        ctx.exit(2)
+    except OSError as exc:
+        click.echo(f"lraudit export: could not write {out}: {exc.strerror or exc}", err=True)
+        ctx.exit(2)
+    click.echo(f"lraudit export: {target} written to {written}", err=True)

@@ -9,6 +9,11 @@ trainer.fit(model)
 cb.run.lrs()  # the LR every optimizer step used, named like LearningRateMonitor's series
 ```
 
+With ``log=True`` the recorded values also go to ``trainer.loggers`` after every batch, under
+LearningRateMonitor's names (``lr-SGD``, ``lr-SGD/pg2``, ``lr-SGD/head``) with the optimizer step as
+x (step k: the LR update k used, as LearningRateMonitor logs it); momentum and betas too once a
+scheduler changed them (``lr-SGD-momentum``).
+
 The audit starts at ``on_train_start`` on the raw torch optimizers behind ``trainer.optimizers`` (the
 schedulers of ``configure_optimizers`` already exist then; the audit attributes their steps) and stops
 at ``on_train_end`` (or ``on_exception``), where the report is printed and the trajectory saved on the
@@ -22,6 +27,7 @@ from __future__ import annotations
 import sys
 
 from lraudit.integrations import AuditSession, missing_extra
+from lraudit.integrations.series_log import SeriesLog
 
 __all__ = ["LRAuditCallback"]
 
@@ -60,9 +66,11 @@ def lightning_order(trainer):
 
 
 class _LRAuditCallbackMixin:
-    def __init__(self, strict: bool = False, expect=None, out=None, report: bool = True, console=None):
+    def __init__(self, strict: bool = False, expect=None, out=None, report: bool = True, console=None,
+                 log: bool = False):
         super().__init__()
         self._session = AuditSession(strict=strict, expect=expect, out=out, report=report, console=console)
+        self._log = SeriesLog() if log else None
 
     @property
     def run(self):
@@ -70,10 +78,26 @@ class _LRAuditCallbackMixin:
         return self._session.run
 
     def on_train_start(self, trainer, pl_module):
+        if self._log is not None:
+            self._log = SeriesLog()
         self._session.start(lightning_order(trainer))
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._log is not None:
+            self._emit(trainer)
+
+    def _emit(self, trainer):
+        # Values copied on an accelerator arrive in chunks: each still goes out at its own step.
+        for step, metrics in self._log.new(self._session.run):
+            for logger in getattr(trainer, "loggers", None) or []:
+                logger.log_metrics(metrics, step=step)
+
     def on_train_end(self, trainer, pl_module):
-        self._session.stop(None, main_process=_is_global_zero(trainer))
+        try:
+            self._session.stop(None, main_process=_is_global_zero(trainer))
+        finally:
+            if self._log is not None:
+                self._emit(trainer)  # what the last batches left (and values replayed at stop)
 
     def on_exception(self, trainer, pl_module, exception):
         self._session.stop(exception, main_process=_is_global_zero(trainer))
@@ -94,7 +118,7 @@ def _callback_class():
         cls.__module__ = __name__
         cls.__doc__ = (
             "Lightning callback auditing the LR of ``trainer.optimizers``: "
-            "``LRAuditCallback(strict=False, expect=None, out=None)``; the audit is ``callback.run``."
+            "``LRAuditCallback(strict=False, expect=None, out=None, log=False)``; the audit is ``callback.run``."
         )
         _CLASS = cls
     return _CLASS

@@ -270,7 +270,7 @@ class Audit:
 
     def _live_series(self) -> List[OptimizerSeries]:
         return [OptimizerSeries(tr.name, tr.cls, list(tr.group_names), tr.checker.traj, tr.checker.steps,
-                                tr.opt) for tr in self._order]
+                                tr.opt, tr.params) for tr in self._order]
 
     # -- schedulers ------------------------------------------------------------------------------
     def _discover(self, tr: Tracker) -> None:
@@ -469,7 +469,7 @@ class Audit:
         findings.sort(key=lambda f: (order.get(f.optimizer, len(order)), f.step if f.step is not None else -1,
                                      f.rule))
         series = [OptimizerSeries(tr.name, tr.cls, list(tr.group_names), tr.checker.traj, tr.checker.steps,
-                                  tr.opt) for tr in self._order]
+                                  tr.opt, tr.params) for tr in self._order]
         self.run._freeze(series, findings)
         # drop strong references to the user's objects
         self._sched.clear()

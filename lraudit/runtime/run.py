@@ -1,31 +1,30 @@
 """The result of an audit: recorded LR series, findings, the trajectory file (DESIGN.md section 4)."""
 from __future__ import annotations
 
-import json
-import math
 import os
-import tempfile
 import weakref
-from typing import Any, Iterable, List, Optional, Tuple, Union
+from typing import Any, Iterable, List, Optional, Union
 
+from lraudit.runtime import trajectory_file
 from lraudit.runtime.findings import RuntimeFinding
-from lraudit.runtime.series import Trajectory
+from lraudit.runtime.series import ParamRecord, Trajectory, series_name
 
-TRAJECTORY_VERSION = 1
+TRAJECTORY_VERSION = trajectory_file.VERSION
 
 
 class OptimizerSeries:
     """What was recorded for one optimizer."""
 
-    __slots__ = ("name", "cls", "group_names", "traj", "steps", "_ref", "__weakref__")
+    __slots__ = ("name", "cls", "group_names", "traj", "steps", "params", "_ref", "__weakref__")
 
     def __init__(self, name: str, cls: str, group_names: List[str], traj: Trajectory, steps: int,
-                 opt: Any = None) -> None:
+                 opt: Any = None, params: Optional[ParamRecord] = None) -> None:
         self.name = name
         self.cls = cls
         self.group_names = group_names
         self.traj = traj
         self.steps = steps
+        self.params = params  # momentum / betas, kept in the file only when a scheduler changed them
         try:
             self._ref = weakref.ref(opt) if opt is not None else None
         except TypeError:
@@ -44,9 +43,65 @@ class OptimizerSeries:
     def lrs(self, group: int) -> List[float]:
         return self.traj.values(group)
 
+    def series_name(self, j: int) -> str:
+        return series_name(self.name, self.group_name(j), j, self.n_groups())
 
-def _finite(v: float) -> Optional[float]:
-    return v if math.isfinite(v) else None
+    def start(self, j: int) -> int:
+        """The update from which group ``j`` has values (later than 0 for a group added by add_param_group)."""
+        return self.traj.group_start(j) if j < self.traj.n_groups() else self.steps
+
+    def param_columns(self, j: int) -> List[tuple]:
+        """``(key, column)`` of the momentum/betas recorded for group ``j``, when a scheduler changed them."""
+        p = self.params
+        if p is None or not p.changed:
+            return []
+        return [(key, c) for c, (g, key) in enumerate(p.columns) if g == j]
+
+    def params_of(self, j: int) -> dict:
+        """``{"momentum": [...]}`` or ``{"beta1": [...], "beta2": [...]}`` for group ``j`` (empty when not recorded)."""
+        out = {}
+        for key, c in self.param_columns(j):
+            vals = self.params.values(c, self.steps)  # type: ignore[union-attr]
+            # A group added after the reading that introduced its column: align it with the LR series.
+            out[key] = vals[max(self.start(j) - self.params.start(c), 0):]  # type: ignore[union-attr]
+        return out
+
+    def entry(self) -> dict:
+        """This optimizer in the trajectory file (version 2: runs of equal values)."""
+        groups = []
+        for j in range(self.n_groups()):
+            g = {"name": self.group_name(j), "start": self.start(j),
+                 "lr": trajectory_file.encode_runs(self.traj.runs(j))}
+            for key, c in self.param_columns(j):
+                p = self.params
+                if p.start(c) == g["start"]:  # type: ignore[union-attr]
+                    g[key] = trajectory_file.encode_runs(p.runs(c, self.steps))  # type: ignore[union-attr]
+                else:
+                    g[key] = trajectory_file.encode_runs((v, 1) for v in self.params_of(j)[key])
+            groups.append(g)
+        return trajectory_file.optimizer_entry(self.name, self.cls, self.steps, groups)
+
+
+class SeriesEntry(tuple):
+    """One recorded param group: ``(optimizer, class, group, lrs)``, plus ``.name``, the series name
+    Lightning's LearningRateMonitor uses (``lr-SGD`` for a single group, ``lr-SGD/pg2``, ``lr-SGD/head``),
+    ``.start`` (the update the group appeared at) and ``.params`` (momentum/betas when recorded)."""
+
+    def __new__(cls, optimizer: str, cls_name: str, group: str, lrs: List[float], name: str, start: int = 0,
+                params: Optional[dict] = None) -> "SeriesEntry":
+        self = super().__new__(cls, (optimizer, cls_name, group, lrs))
+        self.name = name
+        self.start = start
+        self.params = params or {}
+        return self
+
+    def __reduce__(self):
+        return (SeriesEntry, (*self, self.name, self.start, self.params))
+
+    optimizer = property(lambda self: self[0])
+    cls = property(lambda self: self[1])
+    group = property(lambda self: self[2])
+    lrs = property(lambda self: self[3])
 
 
 class Run:
@@ -113,12 +168,14 @@ class Run:
         """Applied optimizer steps recorded (steps whose update GradScaler skipped are not counted)."""
         return self._select(optimizer).steps
 
-    def series(self) -> List[Tuple[str, str, str, List[float]]]:
-        """``(optimizer_name, class_name, group_name, lrs)`` for every recorded group."""
+    def series(self) -> List[SeriesEntry]:
+        """``(optimizer_name, class_name, group_name, lrs)`` for every recorded group; each also has
+        ``.name``, the series name (``lr-SGD``, ``lr-SGD/pg2``), ``.start`` and ``.params``."""
         out = []
         for s in self._series():
             for j in range(s.n_groups()):
-                out.append((s.name, s.cls, s.group_name(j), s.lrs(j)))
+                out.append(SeriesEntry(s.name, s.cls, s.group_name(j), s.lrs(j), s.series_name(j), s.start(j),
+                                       s.params_of(j)))
         return out
 
     @property
@@ -131,50 +188,25 @@ class Run:
                 raise TypeError(f"expected RuntimeFinding, got {type(f).__name__}")
             self._findings.append(f)
 
-    # -- output ----------------------------------------------------------------------------------
+    # -- output ---------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """The trajectory file's content (non-finite LRs become null: JSON has no NaN)."""
+        """The trajectory file's content (version 2, see :mod:`lraudit.runtime.trajectory_file`)."""
         return {
             "version": TRAJECTORY_VERSION,
-            "optimizers": [
-                {
-                    "name": s.name,
-                    "class": s.cls,
-                    "groups": [
-                        {"name": s.group_name(j), "lr": [_finite(v) for v in s.lrs(j)]}
-                        for j in range(s.n_groups())
-                    ],
-                    "steps": s.steps,
-                }
-                for s in self._series()
-            ],
+            "optimizers": [s.entry() for s in self._series()],
             "findings": [f.to_dict() for f in self._findings],
         }
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> str:
-        """Write :meth:`to_dict` as JSON, atomically (a temporary file renamed over ``path``)."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".lraudit-", suffix=".json.tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, allow_nan=False)
-                fh.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return path
+        """Write :meth:`to_dict` as JSON, atomically (a temporary file renamed over ``path``), with the
+        permissions a plain file gets."""
+        return trajectory_file.write_json(self.to_dict(), path)
 
     def report(self, console: Any = None) -> None:
-        """Print a rich table of the recorded series and the findings."""
-        from lraudit.runtime.report import render
+        """Print the report ``lraudit report`` prints for the saved file: same table, same findings."""
+        from lraudit.runtime.trajectory_report import render_trajectory
 
-        render(self, console)
+        render_trajectory(self.to_dict(), console)
 
     def plot(self, path: Union[str, "os.PathLike[str]"], log: bool = False) -> Any:
         """Plot the series to an image file (needs the ``plot`` extra)."""
@@ -187,10 +219,6 @@ class Run:
         return f"<Run {', '.join(names) or 'empty'}; {len(self._findings)} finding(s)>"
 
 
-def load(path: Union[str, "os.PathLike[str]"]) -> dict:
-    """Read a trajectory file; checks its version."""
-    with open(os.fspath(path), encoding="utf-8") as fh:
-        data = json.load(fh)
-    if not isinstance(data, dict) or data.get("version") != TRAJECTORY_VERSION:
-        raise ValueError(f"{os.fspath(path)}: not an lraudit trajectory file (version {TRAJECTORY_VERSION})")
-    return data
+def load(path: Union[str, "os.PathLike[str]"]) -> "trajectory_file.TrajectoryRecord":
+    """Read a trajectory file (version 1 or 2), every series expanded; ``TrajectoryError`` when it is not one."""
+    return trajectory_file.load(path)

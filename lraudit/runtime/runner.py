@@ -118,6 +118,8 @@ def run_script(
     from lraudit.runtime.trajectory_report import render_trajectory
 
     console = console or Console(stderr=True)
+    if out:  # resolved now: a script that changes directory (Hydra does) must not move the file
+        out = os.path.abspath(os.path.expanduser(os.fspath(out)))
     if module:
         path_entry = os.getcwd()
         sys.path.insert(0, path_entry)
@@ -142,6 +144,7 @@ def run_script(
     sys.path.insert(0, path_entry)
     session = audit(None, strict=False, expect=expect)
     run = session.start()
+    auditing_pid = os.getpid()
     status, failure = 0, None
     try:
         with _compare_ranks_before_destroy(run):
@@ -170,20 +173,29 @@ def run_script(
             except Exception as exc:  # an lraudit bug must not hide the script's result
                 print(f"lraudit run: internal error while finishing the audit: {exc!r}", file=sys.stderr)
 
+    if os.getpid() != auditing_pid:
+        # A child the script forked (os.fork) that returned normally: the parent reports and saves.
+        return status
     rank = _rank()
     data = run.to_dict()
-    if rank == 0 or data.get("findings"):
-        ended = {0: "finished", INTERRUPTED: "was interrupted"}.get(status, f"exited with status {status}")
-        title = f"lraudit run: {target} {ended}" + (f" (rank {rank})" if rank else "")
-        render_trajectory(data, console, title=title)
-    if out:
+    ended = {0: "finished", INTERRUPTED: "was interrupted"}.get(status, f"exited with status {status}")
+    written = None
+    if out:  # saved before anything is rendered: a report that fails must not lose the trajectory
         path = _rank_path(out, rank)
         try:
             run.save(path)
+            written = path
         except OSError as exc:
             print(f"lraudit run: could not write the trajectory to {path}: {exc}", file=sys.stderr)
-            return status or 2
-        print(f"lraudit run: trajectory written to {path}", file=sys.stderr)
+            status = status or 2
+    if rank == 0 or data.get("findings"):
+        title = f"lraudit run: {target} {ended}" + (f" (rank {rank})" if rank else "")
+        try:
+            render_trajectory(data, console, title=title)
+        except Exception as exc:  # an lraudit bug must not hide the script's result
+            print(f"lraudit run: internal error while printing the report: {exc!r}", file=sys.stderr)
+    if written:
+        print(f"lraudit run: trajectory written to {written}", file=sys.stderr)
     if strict and data.get("findings") and status == 0:
         return 1
     return status

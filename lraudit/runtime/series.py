@@ -68,6 +68,23 @@ class Series:
     def last(self) -> float:
         return self.vals[-1]
 
+    def tail(self, k: int) -> List[float]:
+        """The last ``k`` values (fewer when shorter), walking runs from the end: O(k + runs crossed)."""
+        out: List[float] = []
+        i, r = len(self.vals) - 1, len(self.rep_at) - 1
+        while k > 0 and i >= 0:
+            if r >= 0 and self.rep_at[r] == i:
+                length = self.rep_len[r]
+                r -= 1
+            else:
+                length = 1
+            take = min(length, k)
+            out.extend([self.vals[i]] * take)
+            k -= take
+            i -= 1
+        out.reverse()
+        return out
+
     def copy(self) -> "Series":
         new = Series()
         new.vals = array("d", self.vals)
@@ -122,14 +139,16 @@ class Trajectory:
         self._flushed = 0  # rows written into the series
 
     # -- recording -------------------------------------------------------------------------------
-    def append(self, row: list) -> None:
+    def append(self, row: list, count: int = 1) -> None:
+        if count <= 0:
+            return
         if self._rep and row == self._row:
-            self._rep += 1
+            self._rep += count
         else:
             self._flush()
             self._row = row
-            self._rep = 1
-        self.n += 1
+            self._rep = count
+        self.n += count
 
     @property
     def last_row(self) -> Optional[list]:
@@ -201,6 +220,27 @@ class Trajectory:
             out.extend([self._row[j]] * self._rep)
         return out
 
+    def tail(self, j: int, k: int) -> List[float]:
+        """The last ``k`` values of group ``j`` (fewer when it has fewer), without expanding the rest."""
+        pending = self._rep if self._row is not None and j < len(self._row) else 0
+        head: List[float] = []
+        if k > pending and j < len(self.groups):
+            src = self.groups[j]
+            while src.alias is not None:
+                src = self.groups[src.alias]
+            head = src.series.tail(k - pending)  # type: ignore[union-attr]
+        return head + [self._row[j]] * min(k, pending) if pending else head  # type: ignore[index]
+
+    def runs(self, j: int):
+        """Yield ``(value, length)`` runs of group ``j`` from its first row, without expanding them."""
+        if j < len(self.groups):
+            src = self.groups[j]
+            while src.alias is not None:
+                src = self.groups[src.alias]
+            yield from src.series.runs()  # type: ignore[union-attr]
+        if self._rep and self._row is not None and j < len(self._row):
+            yield self._row[j], self._rep
+
     def nbytes(self) -> int:
         total = sys.getsizeof(self) + sys.getsizeof(self.groups)
         for g in self.groups:
@@ -208,6 +248,106 @@ class Trajectory:
             if g.series is not None:
                 total += g.series.nbytes()
         return total
+
+
+def series_name(optimizer: str, group: str, index: int, n_groups: int) -> str:
+    """The name Lightning's LearningRateMonitor logs a param group's LR under.
+
+    ``lr-SGD`` for the only group of an optimizer, ``lr-SGD/pg1``, ``lr-SGD/pg2`` for several, and the
+    group's own ``name`` when it has one (``lr-SGD/head``, also for a single group). A group whose name
+    is its default ``pgN`` counts as unnamed.
+    """
+    if n_groups == 1 and group == f"pg{index + 1}":
+        return optimizer
+    return f"{optimizer}/{group}"
+
+
+class ParamRecord:
+    """Momentum and betas of one optimizer's groups, read where a scheduler may change them.
+
+    A reading taken when ``step`` updates were applied holds from update ``step`` on, until the next
+    reading: schedulers that cycle momentum (OneCycleLR, CyclicLR) write it in their own ``step``, so
+    readings at the audit's start, at scheduler constructions, after ``load_state_dict`` and after each
+    step of such a scheduler give every update's value. Columns are ``(group, key)`` with key
+    ``momentum`` (SGD, RMSprop) or ``beta1``/``beta2`` (Adam family); rows are compressed as the LRs are.
+    """
+
+    __slots__ = ("columns", "traj", "current", "changed", "_reported")
+
+    KEYS = ("momentum", "beta1", "beta2")
+
+    def __init__(self) -> None:
+        self.columns: List[tuple] = []  # (group index, key) of each value of a row
+        self.traj = Trajectory()  # rows of the updates before the current reading
+        self.current: Optional[list] = None  # the reading in force since traj.n
+        self.changed = False  # some value differed from an earlier reading
+        self._reported: set = set()
+
+    def read(self, param_groups) -> Optional[list]:
+        """The row of the current values (floats), or None when one lives on an accelerator."""
+        row: list = []
+        cols = self.columns
+        k = 0
+        for j, g in enumerate(param_groups):
+            m = g.get("momentum")
+            betas = g.get("betas")
+            for key, v in (("momentum", m),) if m is not None else (
+                    (("beta1", betas[0]), ("beta2", betas[1])) if isinstance(betas, (tuple, list)) and len(betas) == 2
+                    else ()):
+                if type(v) is not float:
+                    try:
+                        if getattr(getattr(v, "device", None), "type", "cpu") != "cpu":
+                            return None  # reading it would synchronise the device
+                        v = float(v)
+                    except (TypeError, ValueError):
+                        continue
+                if k == len(cols):
+                    cols.append((j, key))
+                row.append(v)
+                k += 1
+        return row
+
+    def at(self, step: int, row: list) -> List[tuple]:
+        """Record ``row`` as in force from update ``step``; returns ``(group, key, value)`` newly out of [0, 1)."""
+        cur = self.current
+        if cur is not None:
+            gap = step - self.traj.n
+            if gap > 0:
+                self.traj.append(cur, gap)
+            if not self.changed and any(not same(a, b) for a, b in zip(row, cur)):
+                self.changed = True
+        self.current = row
+        bad = []
+        for c, v in enumerate(row):
+            if not 0.0 <= v < 1.0 and c not in self._reported:
+                self._reported.add(c)
+                j, key = self.columns[c]
+                bad.append((j, key, v))
+        return bad
+
+    def values(self, c: int, steps: int) -> List[float]:
+        """Column ``c`` for every update from the group's first, ``steps`` updates in all."""
+        out = self.traj.values(c)
+        if self.current is not None and c < len(self.current):
+            out.extend([self.current[c]] * max(steps - self.traj.n, 0))
+        return out
+
+    def tail(self, c: int, k: int, steps: int) -> List[float]:
+        """The last ``k`` of column ``c``'s ``steps`` values."""
+        current = max(steps - self.traj.n, 0) if self.current is not None and c < len(self.current) else 0
+        head = self.traj.tail(c, k - current) if k > current else []
+        return head + [self.current[c]] * min(k, current) if current else head  # type: ignore[index]
+
+    def runs(self, c: int, steps: int):
+        yield from self.traj.runs(c)
+        if self.current is not None and c < len(self.current) and steps > self.traj.n:
+            yield self.current[c], steps - self.traj.n
+
+    def start(self, c: int) -> int:
+        """The update from which column ``c`` has values (a group added by ``add_param_group`` starts late)."""
+        if c < self.traj.n_groups():
+            return self.traj.group_start(c)
+        return self.traj.n
 
 
 def close(a: float, b: float, rtol: float, atol: float) -> bool:

@@ -16,9 +16,22 @@ import torch
 from torch import Tensor
 
 from lraudit.runtime.checker import Checker
+from lraudit.runtime.series import ParamRecord, series_name
 
 # Event kinds of the device queue
-START, PRE, POST, SB, SE, CTOR, ATTACH, OPTCTOR, LB, LE, SKIP, NOTE, STOP = range(13)
+START, PRE, POST, SB, SE, CTOR, ATTACH, OPTCTOR, LB, LE, SKIP, NOTE, STOP, MOM = range(14)
+
+# Momentum / betas are read at these observations only (never per optimizer step) ...
+_READS_PARAMS = frozenset((START, CTOR, LE))
+# ... and after the steps of schedulers that may write them: torch's own write only the LR, except these.
+_CYCLES_MOMENTUM = frozenset(("OneCycleLR", "CyclicLR"))
+_LR_ONLY = frozenset(
+    n for n, c in vars(torch.optim.lr_scheduler).items()
+    if isinstance(c, type) and n not in _CYCLES_MOMENTUM
+    and issubclass(c, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau))
+)
+_LR022 = ("{where} is {value:.6g} from optimizer step {step}: a momentum or beta must lie in [0, 1); at 1 "
+          "or above the running average never forgets (or grows without bound), below 0 it flips sign")
 
 CHUNK = 1024  # observations per device chunk
 FORCE_DEVICE_PATH = False  # tests: send CPU tensor LRs through the device path too
@@ -117,6 +130,8 @@ class Tracker:
         self.pre_count = 0
         self.handles: List[Any] = []
         self._param_ids: Optional[set] = None
+        self.params = ParamRecord()  # momentum / betas, read where a scheduler may change them
+        self._reads_params: dict = {}  # scheduler id -> whether its steps may write momentum
 
     # -- reading ---------------------------------------------------------------------------------
     def _names(self, groups) -> None:
@@ -183,8 +198,38 @@ class Tracker:
             vals = self.read()
             if vals is not None:
                 self._feed(kind, vals, 0.0, a, b)
+                if kind in _READS_PARAMS:
+                    self.read_params()
                 return
         self.queue.push(kind, self._row(), a, b)  # type: ignore[union-attr]
+        if kind in _READS_PARAMS:
+            self.read_params()
+
+    def read_params(self) -> None:
+        """Record the momentum / betas in force from the next update (a few dict reads)."""
+        row = self.params.read(self.opt.param_groups)
+        if row is None:
+            return
+        if self.queue is None:
+            self._feed(MOM, None, 0.0, row, None)
+        else:  # the step count is known when the queue is replayed
+            self.queue.push(MOM, None, row)
+
+    def _params_at(self, row: list) -> None:
+        c = self.checker
+        for group, key, value in self.params.at(c.steps, row):
+            if group >= len(self.group_names):
+                self._names(self.opt.param_groups)
+            series = series_name(self.name, self.group_names[group], group, len(self.group_names))
+            where = "momentum" if key == "momentum" else f"betas[{int(key[-1]) - 1}]"
+            where = f"{where} of {series}".replace("{", "{{").replace("}", "}}")  # note() formats again
+            c.note("LR022", _LR022.format(where=where, name="{name}", value=value, step="{step}"), group)
+
+    def _may_write_params(self, sid: int) -> bool:
+        known = self._reads_params.get(sid)
+        if known is None:
+            known = self._reads_params[sid] = self.checker.sched_name(sid) not in _LR_ONLY
+        return known
 
     def sched_begin(self, sid: int) -> None:
         if self.queue is None:
@@ -199,8 +244,12 @@ class Tracker:
             vals = self.read()
             if vals is not None:
                 self.checker.sched_end(vals, sid, why)
+                if self._may_write_params(sid):
+                    self.read_params()
                 return
         self.queue.push(SE, self._row(), sid, why)  # type: ignore[union-attr]
+        if self._may_write_params(sid):
+            self.read_params()
 
     def event(self, kind: int, a: Any = None, b: Any = None) -> None:
         """An event without values (a skipped step, an attachment, a note)."""
@@ -261,6 +310,8 @@ class Tracker:
             c.start(vals)  # type: ignore[arg-type]
         elif kind == STOP:
             c.stop(vals)
+        elif kind == MOM:
+            self._params_at(a)
 
     def replay(self, kind: int, vals: Optional[list], extra: float, a: Any, b: Any) -> None:
         self._feed(kind, vals, extra, a, b)

@@ -1,55 +1,41 @@
-"""Render a trajectory file (``run.save`` / ``lraudit run --out``) as text: ``lraudit report lr.json``.
+"""Render a trajectory (``run.report()``, ``lraudit report lr.json``, ``lraudit run``) as text.
 
-Torch-free: this reads the JSON of DESIGN.md section 4 and nothing else, so a trajectory saved on a
-training machine can be inspected anywhere. The renderer takes the file's dict (``run.to_dict()``
-gives the same shape), never a live run, so ``lraudit run`` and ``lraudit report`` print the same thing.
+Torch-free: this reads the file of DESIGN.md section 4 (version 1 or 2) and nothing else, so a
+trajectory saved on a training machine can be inspected anywhere. There is one renderer: ``run.report()``
+renders ``run.to_dict()``, ``lraudit report`` the saved file, so both print the same table.
+Every name (optimizer, group, message) is printed as text, never as rich markup: a group called
+``emb[/]`` or ``[no_decay]`` shows as it is.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
+from lraudit.runtime.trajectory_file import TrajectoryError, TrajectoryRecord, load, read
+
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_BAD = "!"  # a bucket holding a NaN or an infinite LR
 
-
-class TrajectoryError(ValueError):
-    """The file is not a trajectory lraudit can read (missing, not JSON, wrong shape or version)."""
-
-
-def load_trajectory(path) -> Dict[str, Any]:
-    """Read and check a trajectory file; raise :class:`TrajectoryError` with a readable reason."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise TrajectoryError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise TrajectoryError(f"{path} is not JSON: {exc}") from exc
-    return check_trajectory(data, str(path))
+__all__ = ["TrajectoryError", "load_trajectory", "check_trajectory", "iter_series", "render_trajectory",
+           "render_text", "sparkline", "stats", "count_changes"]
 
 
-def check_trajectory(data: Any, where: str = "trajectory") -> Dict[str, Any]:
-    if not isinstance(data, dict) or not isinstance(data.get("optimizers"), list):
-        raise TrajectoryError(f"{where} is not an lraudit trajectory (no 'optimizers' list)")
-    version = data.get("version")
-    if version != 1:
-        raise TrajectoryError(f"{where} has trajectory version {version!r}; this lraudit reads version 1")
-    for opt in data["optimizers"]:
-        if not isinstance(opt, dict) or not isinstance(opt.get("groups"), list):
-            raise TrajectoryError(f"{where}: an optimizer entry has no 'groups' list")
-        for group in opt["groups"]:
-            if not isinstance(group, dict) or not isinstance(group.get("lr"), list):
-                raise TrajectoryError(f"{where}: a group of {opt.get('name')!r} has no 'lr' list")
-    if not isinstance(data.get("findings", []), list):
-        raise TrajectoryError(f"{where}: 'findings' is not a list")
-    return data
+def load_trajectory(path) -> TrajectoryRecord:
+    """Read and check a trajectory file (version 1 or 2); raise :class:`TrajectoryError` with a reason."""
+    return load(path)
+
+
+def check_trajectory(data: Any, where: str = "trajectory") -> TrajectoryRecord:
+    """A trajectory dict (``run.to_dict()``, a parsed file) checked and expanded into records."""
+    return read(data, where)
 
 
 # --------------------------------------------------------------------------------------------------
 # Series and their numbers
+
+
+PARAM_RULES = ("LR022",)  # findings about momentum / betas: shown on those series
 
 
 @dataclass(frozen=True)
@@ -58,22 +44,28 @@ class Series:
     cls: str  # "SGD"
     group: str  # "pg1" or the group's own name
     index: int  # position of the group in the optimizer's param_groups
-    lrs: List[float]
+    lrs: List[float]  # the values (LRs, or momentum / beta values when kind says so)
+    name: str = ""  # the series name: "lr-SGD", "lr-SGD/pg2", "lr-SGD/head", "lr-SGD-momentum"
+    start: int = 0  # the update of the first value
+    kind: str = "lr"  # "lr", "momentum", "beta1" or "beta2"
 
     @property
     def label(self) -> str:
-        return f"{self.optimizer}/{self.group}"
+        return self.name or f"{self.optimizer}/{self.group}"
 
 
-def iter_series(data: Dict[str, Any]) -> List[Series]:
+def iter_series(data: Any, params: bool = False) -> List[Series]:
+    """Every LR series of a trajectory (dict or records); with ``params``, the momentum/beta series
+    too, each right after its group's LR series."""
+    record = read(data)
     out = []
-    for opt in data.get("optimizers", []):
-        name = str(opt.get("name", "lr-?"))
-        cls = str(opt.get("class", "?"))
-        for i, group in enumerate(opt.get("groups", [])):
-            # run.to_dict() writes a non-finite LR as null (JSON has no NaN): it reads back as NaN
-            lrs = [math.nan if v is None else float(v) for v in group.get("lr", [])]
-            out.append(Series(name, cls, str(group.get("name", f"pg{i + 1}")), i, lrs))
+    for opt in record.optimizers:
+        for g in opt.groups:
+            name = opt.series_name(g)
+            out.append(Series(opt.name, opt.cls, g.name, g.index, g.lr, name, g.start))
+            if params:
+                for key, vals in g.params.items():
+                    out.append(Series(opt.name, opt.cls, g.name, g.index, vals, f"{name}-{key}", g.start, key))
     return out
 
 
@@ -144,9 +136,12 @@ def fmt_lr(v: float) -> str:
 
 
 def finding_matches(finding: Dict[str, Any], series: Series) -> bool:
-    """Whether a finding of the file belongs to ``series`` (group given by index or by name)."""
+    """Whether a finding belongs to ``series`` (group given by index or by name); momentum findings
+    (LR022) belong to the momentum/beta series, the others to the LR series."""
     opt = finding.get("optimizer")
     if opt is not None and opt != series.optimizer:
+        return False
+    if (finding.get("rule") in PARAM_RULES) != (series.kind != "lr"):
         return False
     group = finding.get("group")
     if group is None:
@@ -179,8 +174,8 @@ def _where(finding: Dict[str, Any], series: List[Series]) -> str:
     if finding.get("optimizer") is not None:
         label = str(finding["optimizer"])
         if finding.get("group") is not None:
-            match = [s for s in series if finding_matches(finding, s)]
-            label += "/" + (match[0].group if match else str(finding["group"]))
+            match = [x for x in series if finding_matches(finding, x)]
+            label = match[0].label if match else f"{label}/{finding['group']}"
         parts.append(label)
     elif finding.get("group") is not None:
         parts.append(f"group {finding['group']}")
@@ -192,14 +187,33 @@ def _where(finding: Dict[str, Any], series: List[Series]) -> str:
 # --------------------------------------------------------------------------------------------------
 # Rendering
 
+HEADERS = ("series", "start", "min", "max", "end", "changes", "findings")
 
-def render_trajectory(data: Dict[str, Any], console=None, *, title: Optional[str] = None,
+
+def _rows(series: List[Series], findings: List[Dict[str, Any]]) -> List[tuple]:
+    rows = []
+    for s in series:
+        st = stats(s.lrs)
+        found = [f for f in findings if finding_matches(f, s)]
+        cells = [s.label]
+        if st is None:
+            cells += ["-", "-", "-", "-", "0"]
+        else:
+            cells += [fmt_lr(st[k]) for k in ("start", "min", "max", "end")] + [str(st["changes"])]
+        cells.append(_findings_cell(found))
+        rows.append((s, cells, bool(found)))
+    return rows
+
+
+def render_trajectory(data: Any, console=None, *, title: Optional[str] = None,
                       spark_width: Optional[int] = None) -> None:
-    """Print the report of a trajectory dict on a rich console (stdout when none is given).
+    """Print the report of a trajectory (file dict, ``run.to_dict()`` or records) on a rich console
+    (stdout when none is given).
 
-    One table per optimizer, one row per param group: start, min, max and end LR, how many steps
-    changed it, the codes of its findings, and a sparkline (a column when the console is wide enough,
-    else one line per series under the table); then every finding with its message.
+    One table per optimizer, one row per param group (and per recorded momentum / beta): start, min,
+    max and end value, how many steps changed it, the codes of its findings, and a sparkline (a column
+    when the console is wide enough, else one line per series under the table); then every finding
+    with its message. Every name and message is a ``Text``, never markup.
     """
     from rich import box
     from rich.console import Console
@@ -207,36 +221,24 @@ def render_trajectory(data: Dict[str, Any], console=None, *, title: Optional[str
     from rich.text import Text
 
     console = console or Console()
-    series = iter_series(data)
-    findings = list(data.get("findings", []))
+    record = read(data)
+    series = iter_series(record, params=True)
+    findings = record.findings
     if title:
         console.print(Text(title, style="bold"), soft_wrap=True)
-    if not data.get("optimizers"):
-        console.print("lraudit: no optimizer was stepped, so no learning rate was recorded.")
+    if not record.optimizers:
+        console.print(Text("lraudit: no optimizer was stepped, so no learning rate was recorded."))
 
-    for opt in data.get("optimizers", []):
-        name = str(opt.get("name"))
-        mine = [s for s in series if s.optimizer == name]
-        steps = opt.get("steps", max((len(s.lrs) for s in mine), default=0))
-        rows = []
-        for s in mine:
-            st = stats(s.lrs)
-            found = [f for f in findings if finding_matches(f, s)]
-            cells = [s.group]
-            if st is None:
-                cells += ["-", "-", "-", "-", "0"]
-            else:
-                cells += [fmt_lr(st[k]) for k in ("start", "min", "max", "end")] + [str(st["changes"])]
-            cells.append(_findings_cell(found))
-            rows.append((s, cells, bool(found)))
-        headers = ("group", "start", "min", "max", "end", "changes", "findings")
+    for opt in record.optimizers:
+        mine = [s for s in series if s.optimizer == opt.name]
+        rows = _rows(mine, findings)
         # What the sparkline column can have once the other columns show in full (3 = padding + rule).
-        others = sum(3 + max([len(h)] + [len(r[1][i]) for r in rows]) for i, h in enumerate(headers))
+        others = sum(3 + max([len(h)] + [len(r[1][i]) for r in rows]) for i, h in enumerate(HEADERS))
         width = spark_width if spark_width is not None else min(48, console.width - others - 4)
         spark_in_table = width >= 16
-        table = Table(title=f"{name} ({opt.get('class', '?')}, {steps} optimizer steps)",
-                      title_justify="left", title_style="bold", box=box.SIMPLE_HEAD)
-        table.add_column("group", overflow="fold")
+        table = Table(title=Text(f"{opt.name} ({opt.cls}, {opt.steps} optimizer steps)", style="bold"),
+                      title_justify="left", box=box.SIMPLE_HEAD)
+        table.add_column("series", overflow="fold")
         for col in ("start", "min", "max", "end"):
             table.add_column(col, justify="right", no_wrap=True)
         table.add_column("changes", justify="right", no_wrap=True)
@@ -244,16 +246,19 @@ def render_trajectory(data: Dict[str, Any], console=None, *, title: Optional[str
         if spark_in_table:
             table.add_column("trajectory", no_wrap=True)
         for s, cells, found in rows:
-            cells[-1] = Text(cells[-1], style="bold red" if found else "dim")
+            texts = [Text(c) for c in cells]
+            texts[-1].stylize("bold red" if found else "dim")
             if spark_in_table:
-                cells.append(sparkline(s.lrs, width) or Text("(no steps)", style="dim"))
-            table.add_row(*cells)
+                spark = sparkline(s.lrs, width)
+                texts.append(Text(spark) if spark else Text("(no steps)", style="dim"))
+            table.add_row(*texts)
         console.print(table)
         if not spark_in_table:
-            width = max(8, min(64, console.width - max((len(s.group) for s in mine), default=0) - 6))
+            pad = max((len(s.label) for s in mine), default=0)
+            width = max(8, min(64, console.width - pad - 6))
             for s in mine:
                 line = Text("  ")
-                line.append(s.group.ljust(max(len(x.group) for x in mine)), style="bold")
+                line.append(s.label.ljust(pad), style="bold")
                 line.append("  " + (sparkline(s.lrs, width) or "(no steps)"))
                 console.print(line)
             console.print()
@@ -273,11 +278,11 @@ def render_trajectory(data: Dict[str, Any], console=None, *, title: Optional[str
             message = str(f.get("message", "")).replace("\n", "\n    ")  # LR015 carries a table
             line.append(f": {message}")
             console.print(line, soft_wrap=True)  # one line per finding: the terminal wraps, logs stay greppable
-    elif data.get("optimizers"):
+    elif record.optimizers:
         console.print(Text("No findings.", style="green"))
 
 
-def render_text(data: Dict[str, Any], width: int = 100, **kwargs) -> str:
+def render_text(data: Any, width: int = 100, **kwargs) -> str:
     """The report as plain text (no colour): for test failure sections and logs."""
     import io
 

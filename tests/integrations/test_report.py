@@ -1,6 +1,7 @@
 """`lraudit report` and the pieces behind it: rendering a trajectory file, sparklines, the PNG."""
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -45,11 +46,12 @@ def test_render_text_table_and_findings():
     text = render_text(step_trajectory(), width=120)
     assert "lr-SGD (SGD, 50 optimizer steps)" in text
     assert "lr-AdamW (AdamW, 50 optimizer steps)" in text
-    sgd_row = next(line for line in text.splitlines() if line.strip().startswith("pg1"))
+    # Rows carry the series names LearningRateMonitor logs: lr-SGD for a single group.
+    sgd_row = next(line for line in text.splitlines() if line.strip().startswith("lr-SGD ") and "(SGD" not in line)
     assert sgd_row.split()[1:6] == ["0.1", "0.00625", "0.1", "0.00625", "4"]
-    head_row = next(line for line in text.splitlines() if line.strip().startswith("head "))
+    head_row = next(line for line in text.splitlines() if line.strip().startswith("lr-AdamW/head "))
     assert "LR002" in head_row and head_row.split()[1] == "0.0002" and head_row.split()[3] == "0.005"
-    body_row = next(line for line in text.splitlines() if line.strip().startswith("backbone"))
+    body_row = next(line for line in text.splitlines() if line.strip().startswith("lr-AdamW/backbone"))
     assert "LR002" not in body_row
     assert "▁" in sgd_row and "█" in sgd_row  # the sparkline column fits at 120 columns
     assert "1 finding:" in text
@@ -61,8 +63,8 @@ def test_render_text_narrow_terminal_puts_sparklines_under_the_table():
     # Tables fit; finding lines are one line each (soft-wrapped by the terminal, greppable in logs).
     assert max(len(line.rstrip()) for line in text.splitlines() if not line.startswith("LR0")) <= 80
     assert "LR002 manual-lr-write-with-scheduler (lr-AdamW/head, step 20): the LR of group head changed" in text
-    spark_lines = [line for line in text.splitlines() if line.strip().startswith(("backbone ", "head "))
-                   and "▁" in line]
+    spark_lines = [line for line in text.splitlines()
+                   if line.strip().startswith(("lr-AdamW/backbone ", "lr-AdamW/head ")) and "▁" in line]
     assert len(spark_lines) == 2
 
 
@@ -73,19 +75,39 @@ def test_render_empty_and_clean():
     assert "No findings." in render_text(data)
 
 
+def _group(lr):
+    return json.dumps({"version": 2, "optimizers": [{"name": "lr-SGD", "steps": 3, "groups": [{"lr": lr}]}]})
+
+
 @pytest.mark.parametrize(
     "content, reason",
-    [("{not json", "is not JSON"), (json.dumps({"version": 2, "optimizers": []}), "version 2"),
-     (json.dumps({"version": 1}), "no 'optimizers' list"),
-     (json.dumps({"version": 1, "optimizers": [{"name": "lr-SGD", "groups": [{"name": "pg1"}]}]}), "no 'lr' list")],
+    [("{not json", "not JSON"), (json.dumps({"version": 3, "optimizers": []}), "version 3"),
+     (json.dumps({"version": 1}), "no 'optimizers' list"), (json.dumps([1, 2]), "no 'optimizers' list"),
+     (json.dumps({"version": 1, "optimizers": [{"name": "lr-SGD", "groups": [{"name": "pg1"}]}]}), "no 'lr' list"),
+     (json.dumps({"version": 1, "optimizers": [{"groups": [{"lr": ["a"]}]}]}), "'a' is not a number"),
+     (json.dumps({"version": 2, "optimizers": [{"groups": 5}]}), "no 'groups' list"),
+     (json.dumps({"version": 2, "optimizers": ["SGD"]}), "no 'groups' list"),
+     (json.dumps({"version": 2, "optimizers": [{"steps": "many", "groups": []}]}), "steps 'many'"),
+     (_group([[0.1, 0]]), "not a [value, count] run"), (_group([[0.1, 2, 3]]), "not a [value, count] run"),
+     (_group([[0.1, 4]]), "more values than its 3 steps"), (_group({"x": 1}), "is not a list"),
+     (json.dumps({"version": 2, "optimizers": [{"steps": 1, "groups": [{"same_as": 0}]}]}), "not an earlier group"),
+     (json.dumps({"version": 2, "optimizers": [{"groups": []}]}), "has no 'steps'"),
+     (json.dumps({"version": 2, "optimizers": [{"steps": 10 ** 12, "groups": [{"lr": [[0.1, 10 ** 12]]}]}]}),
+      "more than the 20000000 values lraudit reads"),
+     (json.dumps({"version": 2, "optimizers": [], "findings": [{"step": 1}]}), "finding is not an object"),
+     (json.dumps({"version": 2, "optimizers": [], "findings": [{"rule": "LR001", "step": "x"}]}), "not an integer"),
+     (json.dumps({"version": 2, "optimizers": [], "findings": {}}), "'findings' is not a list"),
+     ("[" * 100000, "not JSON"), (b"\xff\xfe{", "not JSON")],
 )
 def test_load_rejects_what_is_not_a_trajectory(tmp_path, content, reason):
     path = tmp_path / "bad.json"
-    path.write_text(content)
-    with pytest.raises(TrajectoryError, match=reason):
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(TrajectoryError, match=re.escape(reason)):
         load_trajectory(path)
     result = CliRunner().invoke(report_command, [str(path)])
     assert result.exit_code == 2 and reason in result.output
+    assert "not a trajectory" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_cli_report_missing_file(tmp_path):
@@ -112,7 +134,7 @@ def test_cli_report_with_png(trajectory_file, tmp_path):
     assert result.exit_code == 0, result.output
     assert "lr-AdamW" in result.output and f"plot written to {out}" in result.output
     img = _png(out)
-    assert img.shape[:2] == (528, 990)  # 9 x 4.8 inches at 110 dpi
+    assert img.shape[:2] == (670, 1000)  # two panels (one per optimizer): 10 x 6.7 inches at 100 dpi
     assert _red_pixels(img) > 20  # the finding's red cross and label are drawn
     result = CliRunner().invoke(report_command, [str(trajectory_file), "--png", str(out_log), "--log"])
     assert result.exit_code == 0, result.output
@@ -129,12 +151,12 @@ def test_plot_handles_zero_nan_and_empty(tmp_path):
         path = plot_mod.plot_trajectory(data, tmp_path / f"z{log}.png", log=log)
         assert _red_pixels(_png(tmp_path / f"z{log}.png")) > 0, path  # LR014 at a NaN: a red vertical line
     plot_mod.plot_trajectory({"version": 1, "optimizers": [], "findings": []}, tmp_path / "empty.png")
-    assert _png(tmp_path / "empty.png").shape[:2] == (528, 990)
+    assert _png(tmp_path / "empty.png").shape[:2] == (480, 1000)
 
 
 def test_plot_without_matplotlib_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ImportError, match=r"lraudit\[plot\]"):
+    with pytest.raises(ImportError, match=r"torch-lraudit\[plot\]"):
         plot_mod.plot_trajectory(step_trajectory(), tmp_path / "x.png")
 
 

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lraudit.cli_runtime import run_command
+from lraudit.runtime import trajectory_file
 
 from .conftest import ROOT, SCRIPTS
 
@@ -19,9 +20,13 @@ def lraudit_run(*args):
 
 
 def saved(path):
-    data = json.loads(path.read_text())
-    assert data["version"] == 1
-    return data
+    """The trajectory file read back (version 2), every series expanded to one value per step."""
+    raw = json.loads(path.read_text())
+    assert raw["version"] == 2
+    record = trajectory_file.read(raw)
+    return {"optimizers": [{"name": o.name, "class": o.cls, "steps": o.steps,
+                            "groups": [{"name": g.name, "lr": g.lr} for g in o.groups]} for o in record.optimizers],
+            "findings": record.findings}
 
 
 def test_clean_script_argv_report_and_trajectory(tmp_path):

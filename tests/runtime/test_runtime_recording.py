@@ -1,6 +1,8 @@
 """Recording: what is recorded, that training is unchanged, that everything is removed at exit."""
 import json
+import os
 import pickle
+import stat
 import sys
 import warnings
 
@@ -470,18 +472,23 @@ def test_to_dict_and_save(tmp_path):
             opt.param_groups[1]["lr"] = float("nan")
             train_step(m, opt)
     data = run.to_dict()
-    assert data == {
-        "version": 1,
+    assert data == {  # version 2: runs of equal values as [value, count], non-finite values as strings
+        "version": 2,
         "optimizers": [{"name": "lr-SGD", "class": "SGD", "steps": 2, "groups": [
-            {"name": "backbone", "lr": [0.1, 0.1]}, {"name": "pg2", "lr": [1.0, None]}]}],
+            {"name": "backbone", "lr": [[0.1, 2]]}, {"name": "pg2", "lr": [1.0, "nan"]}]}],
         "findings": [f.to_dict() for f in run.findings],
     }
     assert [f["rule"] for f in data["findings"]] == ["LR004", "LR014"]
     assert set(data["findings"][0]) == {"rule", "message", "step", "group", "optimizer"}
-    path = run.save(tmp_path / "sub" / "lr.json")
+    old_umask = os.umask(0o022)
+    try:
+        path = run.save(tmp_path / "sub" / "lr.json")
+    finally:
+        os.umask(old_umask)
     with open(path) as fh:
         assert json.load(fh) == data
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["lr.json"]  # no temporary left
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644  # what open(path, "w") gives, not mkstemp's 0600
 
 
 def test_report_renders(capsys):
@@ -494,7 +501,7 @@ def test_report_renders(capsys):
     console = Console(width=100, record=True)
     run.report(console)
     text = console.export_text()
-    assert "lr-SGD/pg1" in text and "LR015" in text and "trajectory-mismatch" in text
+    assert "lr-SGD " in text and "LR015" in text and "trajectory-mismatch" in text
 
 
 # -- storage ---------------------------------------------------------------------------------------

@@ -104,6 +104,7 @@ def test_optimizer_never_stepped_is_listed_empty():
     assert run.to_dict()["optimizers"] == [
         {"name": "lr-SGD", "class": "SGD", "groups": [{"name": "pg1", "lr": []}, {"name": "pg2", "lr": []}],
          "steps": 0}]
+    assert [s.name for s in run.series()] == ["lr-SGD/pg1", "lr-SGD/pg2"]
 
 
 def test_custom_scheduler_class_defined_inside_the_block():
