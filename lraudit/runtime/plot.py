@@ -60,7 +60,14 @@ def _panels(series: List[Series]) -> List[Dict[str, Any]]:
 
 def plot_trajectory(data: Any, path, log: Optional[bool] = False,
                     title: str = "Learning rate per optimizer step") -> str:
-    """Write a PNG of all series in ``data`` to ``path`` and return the path.
+    """Write a PNG of all series in ``data`` to ``path`` (see :func:`figure`) and return the path."""
+    fig = figure(data, log=log, title=title)
+    fig.savefig(str(path), format="png")
+    return str(path)
+
+
+def figure(data: Any, log: Optional[bool] = False, title: str = "Learning rate per optimizer step"):
+    """The matplotlib ``Figure`` of all series in ``data``.
 
     x is the optimizer step (0-based, as in ``run.lrs()`` and the findings), y the value that update
     used, drawn as a step function (step k's value spans k to k+1). ``log=True`` puts every LR panel on
@@ -131,8 +138,19 @@ def plot_trajectory(data: Any, path, log: Optional[bool] = False,
         notes.append(f"{unlabelled} finding label(s) left out where they would overlap")
     if notes:
         fig.text(0.01, 0.005, "; ".join(notes), fontsize=8, color="dimgray", va="bottom")
-    fig.savefig(str(path), format="png")
-    return str(path)
+    return fig
+
+
+def _text_extent(ann, renderer):
+    """The extent of an annotation's text (and its box) alone, without its leader line."""
+    from matplotlib.text import Text
+
+    ann.update_positions(renderer)
+    patch = ann.get_bbox_patch()
+    if patch is not None:
+        ann.update_bbox_position_size(renderer)
+        return patch.get_window_extent(renderer)
+    return Text.get_window_extent(ann, renderer)
 
 
 def _place_labels(fig, marks) -> int:
@@ -157,10 +175,13 @@ def _place_labels(fig, marks) -> int:
         text = " ".join(groups[key])
         xy, coords = ((x, y), "data") if y is not None else ((x, 0.9), ("data", "axes fraction"))
         box = ax.get_window_extent(renderer)
-        for dx, dy in LABEL_OFFSETS:
+        for n_try, (dx, dy) in enumerate(LABEL_OFFSETS):
             ann = ax.annotate(text, xy, xycoords=coords, textcoords="offset points", xytext=(dx, dy),
-                              color="red", fontsize=8)
-            bb = ann.get_window_extent(renderer)
+                              color="red", fontsize=8,  # a light box keeps it readable over a curve
+                              bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85),
+                              # a label moved away from its mark keeps a thin line to it
+                              arrowprops=dict(arrowstyle="-", color="red", linewidth=0.6, alpha=0.6) if n_try else None)
+            bb = _text_extent(ann, renderer)
             inside = bb.x0 >= box.x0 and bb.x1 <= box.x1 and bb.y0 >= box.y0 and bb.y1 <= box.y1
             if inside and not any(bb.overlaps(other) for other in placed):
                 placed.append(bb)

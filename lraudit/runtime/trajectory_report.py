@@ -237,12 +237,13 @@ def render_trajectory(data: Any, console=None, *, title: Optional[str] = None,
         width = spark_width if spark_width is not None else min(48, console.width - others - 4)
         spark_in_table = width >= 16
         table = Table(title=Text(f"{opt.name} ({opt.cls}, {opt.steps} optimizer steps)", style="bold"),
-                      title_justify="left", box=box.SIMPLE_HEAD)
-        table.add_column("series", overflow="fold")
+                      title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        # Series names stay whole (they are what users grep for); the findings column folds instead.
+        table.add_column("series", no_wrap=True, min_width=max((len(r[1][0]) for r in rows), default=6))
         for col in ("start", "min", "max", "end"):
             table.add_column(col, justify="right", no_wrap=True)
         table.add_column("changes", justify="right", no_wrap=True)
-        table.add_column("findings", overflow="fold")
+        table.add_column("findings", overflow="fold", min_width=len("findings"))
         if spark_in_table:
             table.add_column("trajectory", no_wrap=True)
         for s, cells, found in rows:

@@ -172,3 +172,58 @@ def test_lraudit_report_needs_no_torch(trajectory_file, tmp_path):
     )
     subprocess.run([sys.executable, "-c", code, str(trajectory_file), str(tmp_path / "x.png")],
                    cwd=ROOT, check=True, timeout=60)
+
+
+def _label_boxes(fig):
+    from lraudit.runtime.plot import _text_extent
+
+    renderer = fig.canvas.get_renderer()
+    out = []
+    for ax in fig.axes:
+        for ann in ax.texts:
+            out.append((ax, ann.get_text(), _text_extent(ann, renderer)))
+    return out
+
+
+def test_finding_labels_never_overlap_and_stay_in_their_panel():
+    lr = [0.1 * 0.5 * (1 + math.cos(math.pi * k / 100)) for k in range(100)]
+    findings = [{"rule": rule, "message": "m", "step": step, "group": 0, "optimizer": "lr-SGD"}
+                for step, rule in zip(range(10, 40, 2), ["LR002", "LR004"] * 8)]
+    findings.append({"rule": "LR013", "message": "m", "step": 30, "group": None, "optimizer": "lr-SGD"})
+    data = {"version": 1, "optimizers": [{"name": "lr-SGD", "class": "SGD", "steps": 100, "groups": [
+        {"name": "pg1", "lr": lr}, {"name": "pg2", "lr": [v / 2 for v in lr]}]}], "findings": findings}
+    fig = plot_mod.figure(data)
+    boxes = _label_boxes(fig)
+    # 15 marks on pg1 (one of them LR002 and LR013 together) and one on pg2: 16 labels
+    assert sorted(text for _, text, _ in boxes) == sorted(["LR002"] * 7 + ["LR004"] * 7 + ["LR002 LR013", "LR013"])
+    for i, (ax, _, bb) in enumerate(boxes):
+        frame = ax.get_window_extent(fig.canvas.get_renderer())
+        assert frame.x0 <= bb.x0 and bb.x1 <= frame.x1 and frame.y0 <= bb.y0 and bb.y1 <= frame.y1
+        assert not any(bb.overlaps(other) for _, _, other in boxes[i + 1:])
+
+
+def test_one_panel_per_optimizer_and_a_log_axis_where_scales_differ():
+    data = step_trajectory()  # lr-SGD 0.1..0.006; lr-AdamW groups 1e-3 and 2e-3: neither differs 100x
+    data["optimizers"].append({"name": "lr-Adam", "class": "Adam", "steps": 50, "groups": [
+        {"name": "big", "lr": [1e-2] * 50}, {"name": "tiny", "lr": [1e-6] * 50}]})
+    fig = plot_mod.figure(data)
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles == ["lr-SGD (SGD)", "lr-AdamW (AdamW)", "lr-Adam (Adam)"]
+    assert [ax.get_yscale() for ax in fig.axes] == ["linear", "linear", "log"]
+    assert [ax.get_yscale() for ax in plot_mod.figure(data, log=True).axes] == ["log"] * 3
+    assert [ax.get_yscale() for ax in plot_mod.figure(data, log=None).axes] == ["linear"] * 3
+    # The small series is drawn at its own scale, not flattened under the large one's axis.
+    ax = fig.axes[1]
+    lo, hi = ax.get_ylim()
+    assert hi < 0.01
+
+
+def test_momentum_gets_its_own_panel():
+    data = {"version": 2, "optimizers": [{"name": "lr-SGD", "class": "SGD", "steps": 4, "groups": [
+        {"name": "pg1", "lr": [0.1, 0.2, 0.3, [0.4, 1]], "momentum": [0.95, 0.9, [0.85, 2]]}]}],
+        "findings": [{"rule": "LR022", "message": "m", "step": 2, "group": 0, "optimizer": "lr-SGD"}]}
+    fig = plot_mod.figure(data)
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["lr-SGD (SGD)", "lr-SGD (SGD): momentum and betas"]
+    assert [t.get_text() for t in fig.axes[1].texts] == ["LR022"] and not fig.axes[0].texts
+    [line] = [ln for ln in fig.axes[1].get_lines() if ln.get_label() == "lr-SGD-momentum"]
+    assert list(line.get_ydata()) == [0.95, 0.9, 0.85, 0.85, 0.85]

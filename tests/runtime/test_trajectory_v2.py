@@ -14,7 +14,7 @@ import torch
 from rt_helpers import model, train_step
 from torch.optim import lr_scheduler as L
 
-from lraudit.runtime import audit
+from lraudit.runtime import LRAuditWarning, audit
 from lraudit.runtime.run import load
 from lraudit.runtime.series import ParamRecord, Trajectory
 from lraudit.runtime.trajectory_file import read
@@ -203,3 +203,79 @@ def test_param_record_fills_between_readings():
     assert p.tail(0, 3, 5) == [0.9, 0.8, 0.8]
     assert p.at(5, [1.0]) == [(0, "momentum", 1.0)]  # out of [0, 1): reported once
     assert p.at(6, [1.2]) == []
+
+
+def test_momentum_pushed_past_one_by_a_scheduler_is_lr022():
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    rec = Recorder(opt)
+    with pytest.warns(LRAuditWarning, match="LR022"), audit(opt) as run:
+        # torch does not check these: OneCycleLR cycles the momentum from 1.05 down to 0.85 and back
+        sched = L.OneCycleLR(opt, max_lr=0.1, total_steps=10, base_momentum=0.85, max_momentum=1.05)
+        for _ in range(10):
+            train_step(m, opt)
+            sched.step()
+    [f] = [f for f in run.findings if f.rule == "LR022"]
+    first_bad = next(k for k, v in enumerate(rec.param(0, "momentum")) if not 0 <= v < 1)
+    assert f.step == first_bad == 0 and f.group == 0 and f.optimizer == "lr-SGD"
+    assert "momentum of lr-SGD is 1.05 from optimizer step 0" in f.message
+    assert run.series()[0].params["momentum"] == rec.param(0, "momentum")
+
+
+def test_beta1_pushed_past_one_mid_run_is_lr022_at_that_step():
+    m = model()
+    opt = torch.optim.Adam([{"params": m[0].parameters(), "name": "enc"}, {"params": m[1].parameters()}], lr=1e-3)
+    rec = Recorder(opt)
+
+    class BadBeta(L.LRScheduler):  # a custom scheduler that writes beta1 wrongly after a few steps
+        def get_lr(self):
+            for g in self.optimizer.param_groups:
+                g["betas"] = (0.9 + 0.03 * self.last_epoch, g["betas"][1])
+            return [g["lr"] for g in self.optimizer.param_groups]
+
+    with pytest.warns(LRAuditWarning, match="LR022"), audit(opt) as run:
+        sched = BadBeta(opt)
+        for _ in range(8):
+            train_step(m, opt)
+            sched.step()
+    [f] = [f for f in run.findings if f.rule == "LR022"]
+    first_bad = next(k for k, v in enumerate(rec.param(0, "beta1")) if not 0 <= v < 1)
+    assert (f.step, f.group) == (first_bad, 0) and first_bad == 4
+    assert "betas[0] of lr-Adam/enc is" in f.message
+    assert [s.params["beta1"] for s in run.series()] == [rec.param(0, "beta1"), rec.param(1, "beta1")]
+
+
+def test_momentum_in_range_is_silent_and_constant_momentum_costs_no_reading(monkeypatch):
+    calls = []
+    original = ParamRecord.read
+    monkeypatch.setattr(ParamRecord, "read", lambda self, groups: calls.append(1) or original(self, groups))
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    with audit(opt, strict=True) as run:
+        sched = L.StepLR(opt, 3)
+        for _ in range(20):
+            train_step(m, opt)
+            sched.step()
+    assert run.findings == []
+    assert len(calls) == 2  # at the audit's start and at StepLR's construction: never per step
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_momentum_with_tensor_lr_on_the_device_path(device_path, monkeypatch):
+    """Tensor LRs on an accelerator are replayed at the end: momentum readings take the same route,
+    so each lands at its update (CPU tensors forced through that path here)."""
+    from lraudit.runtime import tracker
+
+    monkeypatch.setattr(tracker, "FORCE_DEVICE_PATH", device_path)
+    monkeypatch.setattr(tracker, "CHUNK", 4)
+    m = model()
+    opt = torch.optim.Adam(m.parameters(), lr=torch.tensor(0.01))
+    rec = Recorder(opt)
+    with audit(opt, strict=True) as run:
+        sched = L.CyclicLR(opt, base_lr=0.001, max_lr=0.01, step_size_up=3, base_momentum=0.8, max_momentum=0.9)
+        for _ in range(15):
+            train_step(m, opt)
+            sched.step()
+    [s] = run.series()
+    assert s.lrs == pytest.approx(rec.lrs(0), rel=1e-7)
+    assert s.params["beta1"] == rec.param(0, "beta1") and len(set(s.params["beta1"])) > 3
