@@ -58,7 +58,15 @@ def bench_cpu_step(rounds: int, block: int) -> None:
         opt.step()
         sched.step()
 
-    for label, fn in (("optimizer.step()", opt_step), ("optimizer.step() + scheduler.step()", train_step)):
+    # cycles the momentum: the audit reads every group's momentum after each of its steps
+    sched_onecycle = L.OneCycleLR(opt, max_lr=0.1, total_steps=10_000_000)
+
+    def train_step_onecycle():
+        opt.step()
+        sched_onecycle.step()
+
+    for label, fn in (("optimizer.step()", opt_step), ("optimizer.step() + StepLR.step()", train_step),
+                      ("optimizer.step() + OneCycleLR.step() (momentum cycled and recorded)", train_step_onecycle)):
         bare, floor, audited = [], [], []
         _time_block(fn, block)  # warm-up
         for _ in range(rounds):

@@ -279,3 +279,45 @@ def test_momentum_with_tensor_lr_on_the_device_path(device_path, monkeypatch):
     [s] = run.series()
     assert s.lrs == pytest.approx(rec.lrs(0), rel=1e-7)
     assert s.params["beta1"] == rec.param(0, "beta1") and len(set(s.params["beta1"])) > 3
+
+
+def test_gz_name_writes_gzip_and_every_reader_takes_it(tmp_path):
+    import gzip
+
+    from click.testing import CliRunner
+
+    from lraudit.cli_runtime import export_command, report_command
+
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    rec = Recorder(opt)
+    with audit(opt) as run:
+        sched = L.CosineAnnealingLR(opt, T_max=30)
+        for _ in range(30):
+            train_step(m, opt)
+            sched.step()
+    path = run.save(tmp_path / "lr.json.gz")
+    with gzip.open(path, "rt") as fh:
+        assert json.load(fh)["version"] == 2
+    assert load(path).optimizers[0].groups[0].lr == rec.lrs(0)
+    result = CliRunner().invoke(report_command, [path])
+    assert result.exit_code == 0 and "lr-SGD (SGD, 30 optimizer steps)" in result.output
+    result = CliRunner().invoke(export_command, [path, "--to", "csv", "-o", str(tmp_path / "x.csv")])
+    assert result.exit_code == 0, result.output
+    truncated = tmp_path / "cut.json.gz"
+    truncated.write_bytes(open(path, "rb").read()[:40])
+    result = CliRunner().invoke(report_command, [str(truncated)])
+    assert result.exit_code == 2 and "not a trajectory" in result.output
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs mkfifo")
+def test_report_refuses_what_is_not_a_regular_file(tmp_path):
+    from click.testing import CliRunner
+
+    from lraudit.cli_runtime import report_command
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    for target in (str(fifo), "/dev/zero"):
+        result = CliRunner().invoke(report_command, [target])
+        assert result.exit_code == 2 and "not a regular file" in result.output, target
