@@ -23,11 +23,12 @@ START, PRE, POST, SB, SE, CTOR, ATTACH, OPTCTOR, LB, LE, SKIP, NOTE, STOP, MOM =
 
 # Momentum / betas are read at these observations only (never per optimizer step) ...
 _READS_PARAMS = frozenset((START, CTOR, LE))
-# ... and after the steps of schedulers that may write them: torch's own write only the LR, except these.
-_CYCLES_MOMENTUM = frozenset(("OneCycleLR", "CyclicLR"))
+# ... and after the steps of schedulers that may write them: torch's own write only the LR, except these
+# (and the composites, whose children may be these).
+_MAY_WRITE_MOMENTUM = frozenset(("OneCycleLR", "CyclicLR", "SequentialLR", "ChainedScheduler"))
 _LR_ONLY = frozenset(
     n for n, c in vars(torch.optim.lr_scheduler).items()
-    if isinstance(c, type) and n not in _CYCLES_MOMENTUM
+    if isinstance(c, type) and n not in _MAY_WRITE_MOMENTUM
     and issubclass(c, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau))
 )
 _LR022 = ("{where} is {value:.6g} from optimizer step {step}: a momentum or beta must lie in [0, 1); at 1 "

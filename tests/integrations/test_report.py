@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from lraudit.cli_runtime import report_command
 from lraudit.runtime import plot as plot_mod
+from lraudit.runtime.trajectory_file import read as load_trajectory_dict
 from lraudit.runtime.trajectory_report import (
     TrajectoryError,
     count_changes,
@@ -227,3 +228,11 @@ def test_momentum_gets_its_own_panel():
     assert [t.get_text() for t in fig.axes[1].texts] == ["LR022"] and not fig.axes[0].texts
     [line] = [ln for ln in fig.axes[1].get_lines() if ln.get_label() == "lr-SGD-momentum"]
     assert list(line.get_ydata()) == [0.95, 0.9, 0.85, 0.85, 0.85]
+
+
+def test_readme_trajectory_example_is_a_trajectory():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("The trajectory file (version 2", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    [opt] = load_trajectory_dict(json.loads(block)).optimizers
+    assert [len(g.lr) + g.start for g in opt.groups] == [opt.steps] * 3
+    assert opt.groups[1].lr == opt.groups[0].lr and opt.groups[2].params["momentum"][:2] == [0.95, 0.94]

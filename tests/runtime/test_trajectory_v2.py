@@ -321,3 +321,17 @@ def test_report_refuses_what_is_not_a_regular_file(tmp_path):
     for target in (str(fifo), "/dev/zero"):
         result = CliRunner().invoke(report_command, [target])
         assert result.exit_code == 2 and "not a regular file" in result.output, target
+
+
+def test_momentum_of_a_onecyclelr_inside_sequentiallr():
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    rec = Recorder(opt)
+    with audit(opt, strict=True) as run:
+        sched = L.SequentialLR(opt, [L.ConstantLR(opt, factor=0.5, total_iters=4),
+                                     L.OneCycleLR(opt, max_lr=0.2, total_steps=20)], milestones=[4])
+        for _ in range(20):
+            train_step(m, opt)
+            sched.step()
+    assert run.series()[0].params["momentum"] == rec.param(0, "momentum")
+    assert len(set(rec.param(0, "momentum"))) > 5
