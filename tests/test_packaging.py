@@ -80,12 +80,13 @@ def test_wheel_name_and_metadata(wheel):
         if m:
             extras.setdefault(m.group(1), []).append(re.split(r"[<>=;\[ ]", req)[0])
     assert sorted(meta.get_all("Provides-Extra")) == sorted(
-        ["runtime", "lightning", "transformers", "plot", "test", "dev"]
+        ["runtime", "lightning", "transformers", "plot", "tensorboard", "test", "dev"]
     )
     assert extras["runtime"] == ["torch"]
     assert set(extras["lightning"]) == {"torch", "lightning"}
     assert set(extras["transformers"]) == {"torch", "transformers", "accelerate"}
     assert extras["plot"] == ["matplotlib"]
+    assert extras["tensorboard"] == ["tensorboard"]  # lraudit export --to tensorboard, no torch needed
     assert any(r.startswith("torch-lraudit[test]") for r in requires if 'extra == "dev"' in r)
     urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL"))
     assert {"Homepage", "Changelog", "Issues"} <= set(urls)
