@@ -16,7 +16,7 @@ How it fits together (each module has one job):
   run (their names merged after), dead branches and docstrings are skipped. It records Events:
   ``step`` (any ``.step()``), ``scaler_step`` (``x.step(opt)``), ``construct``, ``lr_write``,
   ``get_lr``, ``handoff`` (a scheduler returned, passed on or prepared), ``save``, ``load_state``,
-  ``state_dict``.
+  ``state_dict``, ``add_param_group``.
 - ``trace.py``: the trace tree of each entry point (Block, Loop, Arm, Context, Frame, Event) with
   first-iteration execution order (``Event.order``) and helpers (``exclusive``, ``arms_not_shared``,
   ``innermost_loop``).

@@ -825,6 +825,7 @@ class Interpreter:
             for option in some(receiver, OptimizerObj):
                 option.added_sites.add(id(call))
                 option.added_repeatedly = option.added_repeatedly or in_loop
+            self._emit(container, Event("add_param_group", call, receiver, call, funcdef))
             return NONE
         if method == "update" and any(isinstance(o, ParamGroup) for o in receiver.options()):
             if "lr" in keywords or (positional and isinstance(positional[0], V.Container)

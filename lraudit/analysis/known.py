@@ -48,6 +48,42 @@ TORCH_SCHEDULERS: Dict[str, SchedulerKind] = {
     "ChainedScheduler": _k("ChainedScheduler", composite=True, optimizer_arg=("optimizer", 1)),
 }
 
+# Behaviours of torch's scheduler classes the resume and param-group rules rely on, each measured on
+# torch 2.13 (see the rule pages LR008, LR017, LR018).
+#
+# Classes whose constructor (its initial step, at ``last_epoch=-1``) writes an LR that does not depend on
+# the LR already in the optimizer, or multiplies it again: built after ``optimizer.load_state_dict``
+# they overwrite the restored LR, and loading their state afterwards does not write it back.
+# (StepLR, MultiStepLR, ExponentialLR, MultiplicativeLR, PolynomialLR, CosineAnnealingLR,
+# ReduceLROnPlateau and ChainedScheduler keep the restored LR.)
+REWRITES_LR_AT_CONSTRUCTION: FrozenSet[str] = frozenset(
+    {"LambdaLR", "LinearLR", "ConstantLR", "CyclicLR", "OneCycleLR", "CosineAnnealingWarmRestarts", "SequentialLR"}
+)
+# Classes whose ``get_lr()`` is a closed form of (base LRs, position): called from outside ``step`` it
+# returns the LR in use (and only warns). The chainable ones compute from the current LR and return
+# the *next* value (or raise: SequentialLR, ChainedScheduler have no ``get_lr``).
+CLOSED_FORM_GET_LR: FrozenSet[str] = frozenset({"LambdaLR", "CyclicLR", "OneCycleLR", "CosineAnnealingWarmRestarts"})
+# Since torch 2.10 ``step()`` pairs per-group values with ``param_groups`` strictly (``zip(strict=True)``):
+# after ``add_param_group`` these raise at their next step (ValueError; OneCycleLR: KeyError 'initial_lr').
+# The other classes carry on and schedule the new group from whatever LR it has.
+RAISE_AFTER_ADD_PARAM_GROUP: FrozenSet[str] = frozenset(
+    {"LambdaLR", "MultiplicativeLR", "CyclicLR", "OneCycleLR", "CosineAnnealingWarmRestarts", "SequentialLR"}
+)
+# Arguments torch removed from its schedulers: name -> (version that deprecated it, version whose
+# constructors no longer take it, raising TypeError).
+REMOVED_SCHEDULER_ARGUMENTS: Dict[str, Tuple[str, str]] = {"verbose": ("2.2", "2.7")}
+# Position of ``last_epoch`` among the arguments of each constructor (the optimizer is position 0),
+# from the torch 2.13 and transformers signatures.
+LAST_EPOCH_POSITION: Dict[str, int] = {
+    "LambdaLR": 2, "MultiplicativeLR": 2, "StepLR": 3, "MultiStepLR": 3, "ConstantLR": 3, "LinearLR": 4,
+    "ExponentialLR": 2, "PolynomialLR": 3, "CosineAnnealingLR": 3, "CyclicLR": 12,
+    "CosineAnnealingWarmRestarts": 4, "OneCycleLR": 13, "SequentialLR": 3,
+    "get_constant_schedule": 1, "get_constant_schedule_with_warmup": 2, "get_linear_schedule_with_warmup": 3,
+    "get_cosine_schedule_with_warmup": 4, "get_cosine_with_hard_restarts_schedule_with_warmup": 4,
+    "get_polynomial_decay_schedule_with_warmup": 5, "get_cosine_with_min_lr_schedule_with_warmup": 4,
+    "get_inverse_sqrt_schedule": 3, "get_wsd_schedule": 9,
+}
+
 # Base classes: a same-module subclass of one of these is a torch scheduler too.
 TORCH_SCHEDULER_BASES: FrozenSet[str] = frozenset(
     {f"{LR_SCHEDULER}.LRScheduler", f"{LR_SCHEDULER}._LRScheduler", "torch.optim.lr_scheduler.LRScheduler"}

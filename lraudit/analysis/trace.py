@@ -119,7 +119,8 @@ class Event(TraceNode):
     assigned from, transitively),
     ``lr_write``, ``get_lr``, ``handoff`` (a scheduler returned or passed to a call; ``value``: what
     was handed on, e.g. the dict returned to Lightning), ``save`` (``torch.save`` and friends),
-    ``load_state``, ``state_dict`` (``x.state_dict()`` of an optimizer or scheduler).
+    ``load_state``, ``state_dict`` (``x.state_dict()`` of an optimizer or scheduler),
+    ``add_param_group`` (``x.add_param_group(...)``; ``target``: the receiver).
     """
 
     def __init__(self, kind: str, node: cst.CSTNode, target: Value, call: Optional[cst.Call] = None,

@@ -22,6 +22,11 @@ from lraudit.checks.checkpoints import CheckpointWithoutSchedulerState
 from lraudit.checks.lifecycle import BuiltInLoop, SchedulerNeverStepped, UncomposedSchedulers
 from lraudit.checks.literals import InvalidLr
 from lraudit.checks.plateau import PlateauModeMismatch, PlateauStepWithoutMetric
+from lraudit.checks.compiled import CompiledStepFloatLr
+from lraudit.checks.momentum import InvalidMomentum
+from lraudit.checks.param_groups import ParamGroupsAfterScheduler
+from lraudit.checks.removed_api import RemovedSchedulerArgument
+from lraudit.checks.resume import SchedulerBuiltAfterOptimizerLoad, SchedulerStateNotRestored
 from lraudit.findings import Finding
 
 RULES: Tuple[StaticRule, ...] = (
@@ -39,6 +44,12 @@ RULES: Tuple[StaticRule, ...] = (
     DeprecatedEpochArgument(),
     GetLrCall(),
     StepGranularityMismatch(),
+    ParamGroupsAfterScheduler(),
+    SchedulerBuiltAfterOptimizerLoad(),
+    SchedulerStateNotRestored(),
+    RemovedSchedulerArgument(),
+    CompiledStepFloatLr(),
+    InvalidMomentum(),
 )
 
 

@@ -8,6 +8,7 @@ import libcst as cst
 from lraudit.analysis import Model
 from lraudit.analysis.trace import Event, Frame
 from lraudit.analysis.values import Container, Obj, SchedulerObj, StateDict, Value
+from lraudit.analysis.positions import repositioned
 from lraudit.checks.base import Report, StaticRule, describe_scheduler
 
 # Keys under which a scheduler's state (or something we cannot see) is usually stored.
@@ -135,12 +136,6 @@ def _where_built(event: Event) -> cst.CSTNode:
 
 def _position_restored(model: Model, scheduler: SchedulerObj) -> bool:
     """The schedule's position is restored by hand from the saved epoch (YOLO style:
-    ``scheduler.last_epoch = start_epoch - 1``, or ``LambdaLR(..., last_epoch=start_epoch - 1)``):
-    its state needs no saving."""
-    site = scheduler.site
-    if isinstance(site, cst.Call) and any(a.keyword is not None and a.keyword.value == "last_epoch"
-                                          and not isinstance(a.value, (cst.Integer, cst.UnaryOperation))
-                                          for a in site.args):
-        return True
-    return any(isinstance(model.parent(m), cst.AssignTarget) for m in model.mentions("last_epoch")
-               if isinstance(m, cst.Attribute))
+    ``scheduler.last_epoch = start_epoch - 1``, ``LambdaLR(..., last_epoch=start_epoch - 1)`` or the
+    same by position, ``step(epoch)``): its state needs no saving."""
+    return repositioned(model, scheduler)
