@@ -221,23 +221,28 @@ def check(
         sys.exit(143)
 
     if add_noqa:
-        from lraudit.add_noqa import add_noqa as add_directives
-
-        added = add_directives(result, settings)
-        for e in result.errors + added.errors:
-            click.echo(f"error: {e['path']}: {e['message']}", err=True)
-        for u in added.unplaced:
-            click.echo(f"{u['path']}: {u['message']}", err=True)
-        n, files = added.added, len(added.files)
-        click.echo(f"Added {n} suppression{'' if n == 1 else 's'} to {files} file{'' if files == 1 else 's'}.")
-        # 2: a file could not be checked or changed; 1: findings remain that no comment could cover
-        sys.exit(2 if result.errors or added.errors else (1 if added.unplaced else 0))
+        sys.exit(_add_noqa(result, settings))
 
     _emit(_render(result, fmt, diff, statistics, use_color, quiet), output_file, color=use_color)
     if statistics and fmt == "json":
         for e in result.errors:
             click.echo(f"error: {e['path']}: {e['message']}", err=True)
     sys.exit(exit_status(result, exit_zero=exit_zero, diff=diff))
+
+
+def _add_noqa(result, settings) -> int:
+    """--add-noqa after the check: the comments, a one-line summary, and the exit status (2: a file
+    could not be checked or changed; 1: findings remain that no comment could cover; else 0)."""
+    from lraudit.add_noqa import add_noqa
+
+    added = add_noqa(result, settings)
+    for e in result.errors + added.errors:
+        click.echo(f"error: {e['path']}: {e['message']}", err=True)
+    for u in added.unplaced:
+        click.echo(f"{u['path']}: {u['message']}", err=True)
+    n, files = added.added, len(added.files)
+    click.echo(f"Added {n} suppression{'' if n == 1 else 's'} to {files} file{'' if files == 1 else 's'}.")
+    return 2 if result.errors or added.errors else (1 if added.unplaced else 0)
 
 
 def _config_anchor(stdin_filename: Optional[str]) -> str:

@@ -202,3 +202,16 @@ def test_github_actions_workflow_installs_the_release_and_writes_valid_sarif(tmp
     log = json.loads((tmp_path / "lraudit.sarif").read_text())
     jsonschema.Draft4Validator(SCHEMA).validate(log)
     assert [r["ruleId"] for r in log["runs"][0]["results"]] == ["LR001"]
+
+
+def test_programmatic_use_line_runs(tmp_path, monkeypatch):
+    line = CHECK[CHECK.index("Programmatic use:"):]
+    imports = re.search(r"`(from lraudit\.config import [^`]+)`", line).group(1)
+    call = re.search(r"`(check_paths\(paths, resolve_settings\(paths\)\))`", line).group(1)
+    (tmp_path / "train.py").write_text(BUGGY)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {"paths": ["train.py"]}
+    exec(imports, scope)
+    result = eval(call, scope)
+    assert [(f.path, f.line, f.rule) for f in result.findings] == [("train.py", 9, "LR001")]
+    assert result.errors == [] and result.files_checked == 1
