@@ -32,13 +32,17 @@ _HELP = re.compile(r"^(\s*)(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")
 _BOUNDARY = "# lraudit: notebook cell boundary"
 #: How rule messages name another place of the checked module: ``(line 15)``, ``line 27``.
 LINE_REFERENCE = re.compile(r"\bline (\d+)\b")
-_OTHER_FILE = re.compile(r"\.(?:py|pyi|ipynb)\W{0,3}(?:line\s*)?$")
+_OTHER_FILE_BEFORE = re.compile(r"\.(?:py|pyi|ipynb)\W{0,3}$")
+_OTHER_FILE_AFTER = re.compile(r"\s+(?:of|in)\s+\W?[\w./-]+\.(?:py|pyi|ipynb)\b")
 
 
-def names_other_file(message: str, start: int) -> bool:
-    """Whether the ``line N`` at ``start`` belongs to a file named just before it (``engine.py, line
-    40``, ``engine.py:40``): a place in another module, which keeps its own coordinates."""
-    return bool(_OTHER_FILE.search(message[max(0, start - 12): start]))
+def names_other_file(message: str, start: int, end: Optional[int] = None) -> bool:
+    """Whether the ``line N`` at ``start`` (ending at ``end``) belongs to a file named beside it
+    (``engine.py, line 40``, ``line 40 of engine.py``): a place in another module, which keeps its
+    own coordinates."""
+    if _OTHER_FILE_BEFORE.search(message[max(0, start - 12): start]):
+        return True
+    return end is not None and bool(_OTHER_FILE_AFTER.match(message, end))
 
 
 class NotebookError(Exception):
@@ -103,7 +107,7 @@ class Notebook:
         """``line 9`` of the joined module, in a message, becomes ``cell 3, line 4``."""
 
         def repl(match: "re.Match[str]") -> str:
-            if names_other_file(message, match.start()):
+            if names_other_file(message, match.start(), match.end()):
                 return match.group(0)
             cell, cline = self.locate(int(match.group(1)))
             return f"cell {cell}, line {cline}"

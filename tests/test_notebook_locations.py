@@ -90,6 +90,7 @@ def test_related_places_skip_other_files():
     from lraudit.report.locations import related_places
 
     assert related_places("StepLR (line 27) drives it; stepped in train_lib.py, line 40") == [(None, 27)]
+    assert related_places("stepped at line 40 of `pkg/engine.py`; built (line 3)") == [(None, 3)]
     assert related_places("(cell 5, line 7) and (line 3)", cell=5) == [(5, 7)]
 
 

@@ -24,7 +24,7 @@ def related_places(message: str, cell: Optional[int] = None) -> List[Place]:
 
     out: List[Place] = []
     for m in _PLACE.finditer(message):
-        if names_other_file(message, m.start()):
+        if names_other_file(message, m.start(), m.end()):
             continue
         if cell is not None and m.group("cell") is None:
             continue
