@@ -103,3 +103,19 @@ def test_run_with_a_broken_torch_is_one_line_too(tmp_path):
     (line,) = proc.stderr.splitlines()
     assert line.startswith("lraudit run: torch is installed but cannot be imported: ImportError: torch is blocked")
     assert proc.stdout == ""
+
+
+def test_audit_import_without_torch_names_the_extra(tmp_path):
+    code = NOT_INSTALLED + textwrap.dedent(
+        """
+        try:
+            from lraudit import audit
+        except ModuleNotFoundError as exc:
+            print(exc.name, "|", exc)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.stdout.strip() == (
+        "torch | lraudit.audit needs PyTorch, which is not installed: pip install 'torch-lraudit[runtime]'"
+    ), proc.stderr
