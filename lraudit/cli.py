@@ -46,7 +46,16 @@ _RUNTIME_COMMANDS = ("run", "report", "export")
 @click.group(cls=_Group, context_settings=_CONTEXT)
 @click.version_option(lraudit.__version__, "-V", "--version", prog_name="lraudit")
 def main() -> None:
-    """lraudit: find learning-rate bugs in PyTorch training code, statically and at run time."""
+    """lraudit: find learning-rate bugs in PyTorch training code, statically and at run time.
+
+    \b
+    lraudit check .               lint (never imports your code, never needs torch)
+    lraudit rules                 the rule catalogue
+    lraudit explain LR001         one rule's page
+    lraudit run train.py          run a script under the runtime audit
+
+    The distribution is torch-lraudit; the runtime half needs pip install 'torch-lraudit[runtime]'.
+    """
 
 
 def _isatty(stream) -> bool:
@@ -68,7 +77,7 @@ def _use_color(flag: Optional[bool], stream, to_file: bool) -> bool:
     return _isatty(stream)
 
 
-@main.command(context_settings=_CONTEXT)
+@main.command(context_settings=_CONTEXT, short_help="Lint training code for learning-rate bugs (static).")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="Output format (text: findings with code frames; concise: one line per finding).")
@@ -393,7 +402,7 @@ def rules(fmt: str) -> None:
         click.echo(f"{r.code}  {r.name:<{width}}  {halves:<14}  {fix:<6}  {r.summary}")
 
 
-@main.command(context_settings=_CONTEXT)
+@main.command(context_settings=_CONTEXT, short_help="Print the documentation page of one rule.")
 @click.argument("code")
 def explain(code: str) -> None:
     """Print the documentation page of one rule (by code, e.g. LR001, or name)."""

@@ -215,3 +215,17 @@ def test_programmatic_use_line_runs(tmp_path, monkeypatch):
     result = eval(call, scope)
     assert [(f.path, f.line, f.rule) for f in result.findings] == [("train.py", 9, "LR001")]
     assert result.errors == [] and result.files_checked == 1
+
+
+def test_main_help_and_readme_name_the_same_commands_and_install():
+    from click.testing import CliRunner
+
+    from lraudit.cli import main
+
+    text = CliRunner().invoke(main, ["--help"]).stdout
+    commands = re.findall(r"^  (\w+)\s{2,}\S", text.split("Commands:")[1], re.M)
+    assert {"check", "rules", "explain", "run", "report"} <= set(commands)
+    for command in commands:
+        assert f"lraudit {command}" in README, command
+    assert "pip install 'torch-lraudit[runtime]'" in text.replace("\n  ", " ") and \
+        "pip install 'torch-lraudit[runtime]'" in README
