@@ -227,5 +227,5 @@ def test_main_help_and_readme_name_the_same_commands_and_install():
     assert {"check", "rules", "explain", "run", "report"} <= set(commands)
     for command in commands:
         assert f"lraudit {command}" in README, command
-    assert "pip install 'torch-lraudit[runtime]'" in text.replace("\n  ", " ") and \
+    assert "pip install 'torch-lraudit[runtime]'" in " ".join(text.split()) and \
         "pip install 'torch-lraudit[runtime]'" in README
