@@ -54,7 +54,9 @@ def main() -> None:
     lraudit explain LR001         one rule's page
     lraudit run train.py          run a script under the runtime audit
 
-    The distribution is torch-lraudit; the runtime half needs pip install 'torch-lraudit[runtime]'.
+    \b
+    Installed as the distribution torch-lraudit; the runtime half needs torch:
+    pip install 'torch-lraudit[runtime]'
     """
 
 
