@@ -117,6 +117,12 @@ def test_code_frame_shows_the_line_the_caret_and_the_related_line(project):
     assert check("--format", "concise", "train.py").stdout.splitlines()[1] == ""
 
 
+def test_related_line_underline_stops_before_a_trailing_comment(project):
+    write(project / "train.py", BUGGY.replace("        optimizer.step()\n", "        optimizer.step()  # update\n"))
+    lines = check("train.py").stdout.splitlines()
+    assert lines[5:7] == ["13 |         optimizer.step()  # update", "   |         ---------------- line 13"]
+
+
 def test_code_frame_keeps_tabs_aligned(tmp_path, monkeypatch, fake_rules):  # noqa: F811
     write(tmp_path / "t.py", "if x:\n\ty = BUG\n")
     monkeypatch.chdir(tmp_path)

@@ -74,7 +74,8 @@ def code_frame(finding, source: SourceLines) -> List[Tuple[str, str, Optional[st
         if text is None or key in marks:
             continue
         indent = len(text) - len(text.lstrip())
-        start, end = _underline(text, indent, len(text.rstrip()), "-")
+        code_end = text.find("  #", indent)  # a trailing comment is not the place (a heuristic: display only)
+        start, end = _underline(text, indent, code_end if code_end > indent else len(text.rstrip()), "-")
         label = f"cell {key[0]}, line {key[1]}" if key[0] else f"line {key[1]}"
         marks[key] = ("-", start, end, label)
     rows: List[Tuple[str, str, Optional[str]]] = [("", "", None)]
