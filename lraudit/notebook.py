@@ -262,6 +262,7 @@ def load(raw: str) -> Notebook:
 # everything else (line endings, `\u00e9` escapes, key order, spacing, outputs) stays byte for byte.
 
 _JSON_SPACE = " \t\r\n"
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # unrolled: linear, no per-char alternation
 
 
 def _skip_ws(text: str, i: int) -> int:
@@ -271,17 +272,12 @@ def _skip_ws(text: str, i: int) -> int:
 
 
 def _string_end(text: str, i: int) -> int:
-    """Index just past the JSON string starting at ``text[i] == '"'``."""
-    i += 1
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == '"':
-            return i + 1
-        i += 1
-    raise NotebookError("unterminated string in notebook JSON")
+    """Index just past the JSON string starting at ``text[i] == '"'`` (one regex match: outputs hold
+    megabytes of base64 that a character loop would crawl through)."""
+    m = _JSON_STRING.match(text, i)
+    if m is None:
+        raise NotebookError("unterminated string in notebook JSON")
+    return m.end()
 
 
 def _value_end(text: str, i: int) -> int:
@@ -414,9 +410,6 @@ def dumps(data: Dict[str, Any], original_raw: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # Positions in the .ipynb file itself (SARIF and GitHub annotate the raw file)
 
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # unrolled: linear, no per-char alternation
-_JSON_SCALAR = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null")
-_WS = re.compile(r"[ \t\r\n]*")
 
 
 @dataclass
@@ -464,110 +457,38 @@ class CellPositions:
         return seg.literal_start + min(i, len(body) - 1)
 
 
-class _Scanner:
-    """Just enough of a JSON reader to know where the strings of ``cells[i].source`` start."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.pos = 0
-
-    def ws(self) -> None:
-        self.pos = _WS.match(self.text, self.pos).end()
-
-    def value(self, want_positions: bool = False, decode: bool = False):
-        """The value at ``pos``: strings decoded only when asked (keys), or with ``want_positions`` as
-        (decoded, literal_start, literal); other strings and scalars are skipped (None)."""
-        self.ws()
-        ch = self.text[self.pos: self.pos + 1]
-        if ch == "{":
-            return self.obj()
-        if ch == "[":
-            return self.arr(want_positions)
-        if ch == '"':
-            m = _JSON_STRING.match(self.text, self.pos)
-            if m is None:
-                raise ValueError("unterminated string")
-            self.pos = m.end()
-            if want_positions:
-                return json.loads(m.group(0)), m.start(), m.group(0)
-            return json.loads(m.group(0)) if decode else None
-        m = _JSON_SCALAR.match(self.text, self.pos)
-        if m is None:
-            raise ValueError(f"unexpected character at offset {self.pos}")
-        self.pos = m.end()
-        return None  # scalars are never needed
-
-    def arr(self, want_positions: bool) -> list:
-        self.pos += 1
-        out = []
-        self.ws()
-        if self.text.startswith("]", self.pos):
-            self.pos += 1
-            return out
-        while True:
-            out.append(self.value(want_positions))
-            self.ws()
-            if self.text.startswith(",", self.pos):
-                self.pos += 1
-                continue
-            if self.text.startswith("]", self.pos):
-                self.pos += 1
-                return out
-            raise ValueError(f"expected , or ] at offset {self.pos}")
-
-    def obj(self) -> dict:
-        self.pos += 1
-        out: dict = {}
-        self.ws()
-        if self.text.startswith("}", self.pos):
-            self.pos += 1
-            return out
-        while True:
-            self.ws()
-            key = self.value(decode=True)
-            self.ws()
-            if not self.text.startswith(":", self.pos):
-                raise ValueError(f"expected : at offset {self.pos}")
-            self.pos += 1
-            out[key] = self.value(want_positions=key == "source")
-            self.ws()
-            if self.text.startswith(",", self.pos):
-                self.pos += 1
-                continue
-            if self.text.startswith("}", self.pos):
-                self.pos += 1
-                return out
-            raise ValueError(f"expected , or }} at offset {self.pos}")
-
-
 def raw_positions(raw: str) -> Dict[int, CellPositions]:
-    """Per code cell (numbered as :class:`Cell` does), where its source lies in the raw JSON text.
-
-    Empty when the text cannot be read this way (the caller then falls back to the cell's location)."""
-    try:
-        data = _Scanner(raw).value()
-    except (ValueError, RecursionError, json.JSONDecodeError):
-        return {}
-    cells = data.get("cells") if isinstance(data, dict) else None
-    if not isinstance(cells, list):
-        return {}
-    newlines = [m.start() for m in re.finditer("\n", raw)]
+    """Per code cell (numbered as :class:`Cell` does), where its source lies in the raw JSON text
+    (the scanner :func:`splice_sources` uses). Empty when the text cannot be read this way (the caller
+    then falls back to the cell's location)."""
     out: Dict[int, CellPositions] = {}
-    for index, cell in enumerate(cells, 1):
-        if not isinstance(cell, dict):
-            continue
-        source = cell.get("source")
-        parts = source if isinstance(source, list) else [source]
-        segments: List[_Segment] = []
-        decoded = 0
-        for part in parts:
-            if not isinstance(part, tuple):
+    try:
+        start = _skip_ws(raw, 0)
+        if raw[start:start + 1] != "{":
+            return {}
+        cells = next(((a, b) for key, a, b in _members(raw, start) if key == "cells"), None)
+        if cells is None or raw[cells[0]] != "[":
+            return {}
+        newlines = [m.start() for m in re.finditer("\n", raw)]
+        for index, (a, _) in enumerate(_elements(raw, cells[0]), 1):
+            if raw[a] != "{":
                 continue
-            text, start, literal = part
-            if not isinstance(text, str):
+            source = next(((x, y) for key, x, y in _members(raw, a) if key == "source"), None)
+            if source is None:
                 continue
-            segments.append(_Segment(decoded, start, literal))
-            decoded += len(text)
-        text = "".join(p[0] for p in parts if isinstance(p, tuple) and isinstance(p[0], str))
-        out[index] = CellPositions(text, segments, newlines)
+            literals = [source] if raw[source[0]] == '"' else (
+                list(_elements(raw, source[0])) if raw[source[0]] == "[" else [])
+            segments: List[_Segment] = []
+            parts: List[str] = []
+            decoded = 0
+            for x, y in literals:
+                if raw[x] != '"':
+                    continue
+                part = json.loads(raw[x:y])
+                segments.append(_Segment(decoded, x, raw[x:y]))
+                parts.append(part)
+                decoded += len(part)
+            out[index] = CellPositions("".join(parts), segments, newlines)
+    except (NotebookError, ValueError, IndexError, RecursionError):
+        return {}
     return out
