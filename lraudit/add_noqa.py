@@ -8,7 +8,8 @@ never get one. An lraudit ignore comment already on the line gets the new codes 
 (``# lraudit: ignore[LR002]`` -> ``# lraudit: ignore[LR001, LR002]``); any other comment stays and the
 directive is added after it. The new text must parse and re-check without the suppressed findings,
 else the file is left unchanged and reported. Running it twice changes nothing the second time.
-Notebooks get the comments in their cells (their JSON otherwise unchanged).
+Notebooks get the comments in their cells (the rest of their JSON text unchanged, byte for byte).
+Files are written as fixes are: only over the bytes that were checked, keeping hard links.
 """
 from __future__ import annotations
 
@@ -91,24 +92,32 @@ def add_comments(source: str, wanted: Dict[int, Set[str]]) -> Tuple[str, List[in
 
 def add_noqa(result, settings) -> AddNoqaResult:
     """Add directives for every finding of ``result`` (a :class:`lraudit.engine.CheckResult`)."""
-    from lraudit.engine import DecodeError, check_text, decode_source, write_atomic
+    from lraudit.cache import content_hash
+    from lraudit.engine import DecodeError, check_text, decode_source, read_source_bytes, write_fixed
 
     out = AddNoqaResult()
     by_path: Dict[str, list] = {}
     for f in result.findings:
         by_path.setdefault(f.path, []).append(f)
     for path, findings in sorted(by_path.items()):
+        data = read_source_bytes(path)
+        if isinstance(data, str):
+            out.errors.append({"path": path, "message": f"--add-noqa: {data}"})
+            continue
+        notebook = path.endswith(".ipynb")
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-            notebook = path.endswith(".ipynb")
             if notebook:
                 text, encoding = data.decode("utf-8-sig"), "utf-8"
             else:
                 decoded = decode_source(data)
                 text, encoding = decoded.text, decoded.encoding
-        except (OSError, UnicodeDecodeError, DecodeError) as exc:
-            out.errors.append({"path": path, "message": f"--add-noqa: cannot read: {exc}"})
+        except (UnicodeDecodeError, DecodeError) as exc:
+            out.errors.append({"path": path, "message": f"--add-noqa: cannot decode: {exc}"})
+            continue
+        checked = getattr(result, "sources", {}).get(path)
+        if checked is not None and checked != text:
+            out.errors.append({"path": path, "message": "--add-noqa: comments not written: the file changed since "
+                                                        "it was checked (edited meanwhile?); run lraudit again"})
             continue
         try:
             if notebook:
@@ -126,10 +135,11 @@ def add_noqa(result, settings) -> AddNoqaResult:
         if verdict is not None:
             out.errors.append({"path": path, "message": f"--add-noqa: file left unchanged: {verdict}"})
             continue
-        try:
-            write_atomic(path, new_text, encoding)
-        except OSError as exc:
-            out.errors.append({"path": path, "message": f"--add-noqa: cannot write: {exc.strerror or exc}"})
+        # only over the bytes that were checked (an editor may have saved meanwhile); hard links kept
+        problem = write_fixed(path, new_text, encoding, content_hash(data), notebook=notebook)
+        if problem is not None:
+            out.errors.append({"path": path, "message": "--add-noqa: " + problem.replace("fix not written",
+                                                                                     "comments not written")})
             continue
         out.files.append(path)
         out.added += sum(1 for f in findings if _key(f)[:2] not in failed)
@@ -170,7 +180,7 @@ def _add_to_notebook(raw: str, findings) -> Tuple[str, Set[Tuple[int, int]]]:
         return raw, failed
     new_lines = joined.splitlines(keepends=True)
     old_lines = nb.source.splitlines(keepends=True)
-    raw_cells = nb.data["cells"]
+    changes: Dict[int, str] = {}
     for cell in nb.cells:
         text_lines = cell.text.splitlines(keepends=True)
         changed = False
@@ -183,12 +193,9 @@ def _add_to_notebook(raw: str, findings) -> Tuple[str, Set[Tuple[int, int]]]:
                 text_lines[i] = new_lines[j].rstrip("\r\n") + eol
                 changed = True
         if changed:
-            new_text = "".join(text_lines)
-            if isinstance(raw_cells[cell.index - 1].get("source"), list):
-                raw_cells[cell.index - 1]["source"] = new_text.splitlines(keepends=True)
-            else:
-                raw_cells[cell.index - 1]["source"] = new_text
-    return _nb.dumps(nb.data, raw), failed
+            changes[cell.index] = "".join(text_lines)
+    # only the changed cells' `source` is rewritten; the rest of the JSON text stays byte for byte
+    return _nb.splice_sources(raw, changes), failed
 
 
 def _verify(old: str, new: str, path: str, notebook: bool, findings, failed, settings, check_text) -> Optional[str]:

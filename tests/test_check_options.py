@@ -268,6 +268,8 @@ def test_add_noqa_in_a_notebook(tmp_path, monkeypatch):
     assert res.exit_code == 0 and res.stdout == "Added 1 suppression to 1 file.\n", res.output
     new = json.loads(path.read_text())
     assert new["cells"][4]["source"][2] == "    scheduler.step()  # lraudit: ignore[LR001]\n"
+    changed = [(a, b) for a, b in zip(make_nb(*TRAINING).splitlines(), path.read_text().splitlines()) if a != b]
+    assert changed == [('    "    scheduler.step()\\n",', '    "    scheduler.step()  # lraudit: ignore[LR001]\\n",')]
     assert [c for i, c in enumerate(new["cells"]) if i != 4] == [c for i, c in enumerate(original["cells"]) if i != 4]
     assert check().exit_code == 0
 
@@ -294,3 +296,20 @@ def test_stdin_diff(project):
     res = check("-", "--stdin-filename", "train.py", "--diff", input=source)
     assert res.exit_code == 1 and "--- a/train.py" in res.stdout and "+++ b/train.py" in res.stdout
     assert "get_last_lr()" in res.stdout
+
+
+def test_add_noqa_never_writes_over_a_file_changed_since_the_check(tmp_path):
+    from lraudit.add_noqa import add_noqa
+    from lraudit.config import resolve_settings
+    from lraudit.engine import check_paths
+
+    target = write(tmp_path / "t.py", BUGGY)
+    settings = resolve_settings([str(target)], isolated=True)
+    result = check_paths([str(target)], settings, use_cache=False)
+    assert [f.rule for f in result.findings] == ["LR001"]
+    target.write_text(BUGGY + "# saved by an editor meanwhile\n")
+    out = add_noqa(result, settings)
+    assert out.files == [] and out.added == 0
+    (error,) = out.errors
+    assert "comments not written" in error["message"] and "changed since it was checked" in error["message"]
+    assert target.read_text() == BUGGY + "# saved by an editor meanwhile\n"
