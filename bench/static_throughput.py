@@ -12,6 +12,10 @@ All in one run, on one file list (the one lraudit's discovery yields for the tre
                       and of every file (or of a sample with --bare-sample, extrapolated), one core
   4. TorchFix       : `torchfix --select ALL` on the same files, same jobs, installed into its own venv
                       (bench/.venv-torchfix; never a dependency of lraudit). --no-torchfix skips it.
+  5. ast.parse      : Python's own parser on every file, one core (the cold run's CPU budget: <= 1x)
+  6. project reads  : one entry file of a generated 500-module project named alone (what pre-commit
+                      does): how many other modules the project model reads (only what it imports,
+                      transitively); ``--entry FILE`` (repeatable) adds real entry files.
 Prints files/s, lines/s, CPU seconds, and the ratios DESIGN.md section 5 holds us to. Times are
 measured, never asserted.
 """
@@ -119,6 +123,84 @@ def analyse_in_process(paths: List[str]) -> float:
     return t.cpu
 
 
+def ast_parse(paths: List[str]) -> float:
+    import ast
+
+    with Timer() as t:
+        for p in paths:
+            with open(p, "rb") as fh:
+                data = fh.read()
+            try:
+                ast.parse(data)
+            except (SyntaxError, ValueError):
+                pass
+    return t.cpu
+
+
+_ENTRY = """\
+import torch
+from engine import train_one_epoch
+from utils.scheduler import WarmupLR
+
+
+def main(model, loader, epochs):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = WarmupLR(optimizer, 10)
+    for epoch in range(epochs):
+        train_one_epoch(model, loader, optimizer, scheduler)
+"""
+_ENGINE = """\
+from utils.meters import log
+
+
+def train_one_epoch(model, loader, optimizer, scheduler):
+    for x, y in loader:
+        optimizer.step()
+        scheduler.step()
+        log(optimizer)
+"""
+_SCHEDULER = """\
+from torch.optim.lr_scheduler import LambdaLR
+
+
+class WarmupLR(LambdaLR):
+    def __init__(self, optimizer, warmup):
+        super().__init__(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+"""
+
+
+def project_reads(extra_entries: Sequence[str]) -> None:
+    """Modules read when one entry file is named alone: a generated 500-module project, then any
+    real entry files given."""
+    from lraudit.checks import check_source
+    from lraudit.engine import decode_source
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "setup.py").write_text("")
+        (root / "utils").mkdir()
+        (root / "utils" / "__init__.py").write_text("")
+        (root / "train.py").write_text(_ENTRY)
+        (root / "engine.py").write_text(_ENGINE)
+        (root / "utils" / "scheduler.py").write_text(_SCHEDULER)
+        (root / "utils" / "meters.py").write_text("def log(optimizer):\n    print(optimizer.param_groups[0]['lr'])\n")
+        (root / "models").mkdir()
+        for index in range(495):  # the rest of the project: never imported by train.py
+            (root / "models" / f"m{index}.py").write_text(
+                f"import torch\nfrom engine import train_one_epoch\n\ndef f{index}(opt):\n    opt.step()\n")
+        total = len(list(root.rglob("*.py")))
+        reads: dict = {}
+        with Timer() as t:
+            check_source(_ENTRY, str(root / "train.py"), reads=reads)
+        print(f"  one file of a {total}-module project, named alone: reads {len(reads)} other modules "
+              f"({', '.join(sorted(os.path.relpath(r, tmp) for r in reads))}), {t.cpu * 1000:.0f} ms CPU")
+    for entry in extra_entries:
+        reads = {}
+        with Timer() as t:
+            check_source(decode_source(open(entry, "rb").read()).text, entry, reads=reads)
+        print(f"  {entry}: reads {len(reads)} other modules, {t.cpu * 1000:.0f} ms CPU")
+
+
 def torchfix_exe(venv: Path) -> str:
     exe = venv / "bin" / "torchfix"
     if exe.exists():
@@ -160,6 +242,7 @@ def main(argv: Sequence[str] = ()) -> None:
                     help="parse only this many of all files for the all-files libcst baseline (extrapolated)")
     ap.add_argument("--no-torchfix", action="store_true")
     ap.add_argument("--torchfix-venv", default=str(ROOT / "bench" / ".venv-torchfix"))
+    ap.add_argument("--entry", action="append", default=[], help="a real entry file: count the modules it reads")
     args = ap.parse_args(list(argv) or None)
 
     trees = args.tree or (site_packages() if args.site_packages else default_tree())
@@ -209,6 +292,7 @@ def main(argv: Sequence[str] = ()) -> None:
         step = len(paths) / args.bare_sample
         sample = [paths[int(i * step)] for i in range(args.bare_sample)]
     bare_all_cpu, failures = bare_parse(sample)
+    ast_all_cpu = ast_parse(paths)
     sample_lines, _ = measure(sample)
     if sample is not paths and sample_lines:
         bare_all_cpu *= lines / sample_lines
@@ -232,6 +316,7 @@ def main(argv: Sequence[str] = ()) -> None:
     print(f"{'lraudit core on files it parses':<34}{'':>9}{core_cpu:>9.2f}")
     label = "bare libcst, all files" + (" (extrap.)" if sample is not paths else "")
     print(f"{label:<34}{'':>9}{bare_all_cpu:>9.2f}")
+    print(f"{'ast.parse, all files':<34}{'':>9}{ast_all_cpu:>9.2f}")
     print()
     print(f"findings: {len(r1.findings)}  errors: {len(r1.errors)}  internal errors: {len(internal)}"
           f"  libcst parse failures: {failures}")
@@ -245,10 +330,15 @@ def main(argv: Sequence[str] = ()) -> None:
         print(f"  cold / bare libcst of prefilter passes    : {cold.cpu / bare_passed_cpu:.2f}x  "
               "(the ast prescan spares libcst most of them)")
     print(f"  bare libcst of all files / cold           : {bare_all_cpu / cold.cpu:.2f}x")
+    if ast_all_cpu:
+        print(f"  cold / ast.parse of all files             : {cold.cpu / ast_all_cpu:.2f}x  (target <= 1; "
+              "project modules read included)")
     print(f"  cold / warm (wall)                        : {cold.wall / warm.wall:.1f}x  (target >= 10)")
     if tf is not None:
         print(f"  TorchFix / cold (CPU)                     : {tf.cpu / cold.cpu:.1f}x  (target >= 10)")
         print(f"  TorchFix / cold (wall)                    : {tf.wall / cold.wall:.1f}x")
+    print("project model:")
+    project_reads(args.entry)
 
 
 if __name__ == "__main__":

@@ -177,6 +177,12 @@ def _prefilter(text) -> bool:
     return _prefilter_fn(text)
 
 
+def _project_unchanged(reads: Dict[str, str]) -> bool:
+    from lraudit.analysis.project import unchanged
+
+    return unchanged(reads)
+
+
 def _fixer():
     try:
         from lraudit.fix import fix_source
@@ -212,6 +218,7 @@ class _Raw:
     fix_error: Optional[str] = None
     note: Optional[str] = None  # why the analysis was cut short (a bound), if it was
     unfixed: Optional[List[Finding]] = None  # with new_text: the findings before the fix (if not written)
+    reads: Dict[str, str] = field(default_factory=dict)  # other modules of the project read: path -> hash
 
     def error_is_internal(self) -> bool:
         return bool(self.error and self.error.startswith("internal error"))
@@ -276,8 +283,9 @@ def _in_deep_thread(fn, *args):
 
 def _run_rules(source: str, path: str, rules: FrozenSet[str], nb: Optional[_nb.Notebook]) -> _Raw:
     try:
-        analysis = _checks.analyse_source(source, path, sorted(rules))
-        return _Raw(findings=list(analysis.findings), note=analysis.cut_short)
+        reads: Dict[str, str] = {}
+        analysis = _checks.analyse_source(source, path, sorted(rules), reads=reads)
+        return _Raw(findings=list(analysis.findings), note=analysis.cut_short, reads=reads)
     except _checks.SourceParseError as exc:
         where = ""
         if exc.line:
@@ -655,6 +663,8 @@ def check_paths(
         if fix_mode and result.fix_available:
             job.fix_select = settings.rules - settings.ignored_for(sf.path)
         cached = cache.get(key, digest) if cache is not None else None
+        if cached is not None and cached.get("r") and not _project_unchanged(cached["r"]):
+            cached = None  # a module of the project it read has changed since
         if cached is not None and not _may_fix(job, cached, unsafe_fixes):
             raw = _Raw(error=cached["e"]) if "e" in cached else _Raw(
                 findings=[_finding_from_cache(sf.path, v) for v in cached["f"]], note=cached.get("n")
@@ -725,6 +735,8 @@ def check_paths(
                 entry: Dict[str, object] = {"f": [_finding_to_cache(f) for f in raw.findings]}
                 if raw.note:
                     entry["n"] = raw.note
+                if raw.reads:
+                    entry["r"] = raw.reads
                 cache.put(key, digest, entry)
         _finish(result, job, raw, settings, report_unused=report_unused_ignores)
     if cache is not None:

@@ -35,7 +35,7 @@ def fake_rules(monkeypatch):
     """check_source replaced: one LR001 finding on every line holding `BUG` (records its calls)."""
     calls = []
 
-    def fake(source, path, select=None):
+    def fake(source, path, select=None, reads=None):
         calls.append(path)
         if "SYNTAX" in source:
             raise checks.SourceParseError("syntax error: bad thing", 2, 3)

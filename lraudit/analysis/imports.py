@@ -7,6 +7,7 @@ Scope/QualifiedName providers, which DESIGN.md measured at 10x the parse itself.
 """
 from __future__ import annotations
 
+import ast
 from typing import Dict, Optional
 
 import libcst as cst
@@ -77,11 +78,10 @@ class _ImportCollector(cst.CSTVisitor):
                 self.table.bind(head, head)
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        if node.relative:  # relative imports: a local module, unknown to us
-            return
         module = _module_name(node.module)
-        if not module or isinstance(node.names, cst.ImportStar):
+        if isinstance(node.names, cst.ImportStar) or not (module or node.relative):
             return
+        level = len(node.relative)
         for alias in node.names:
             name = dotted_name(alias.name)
             if name is None:
@@ -89,11 +89,37 @@ class _ImportCollector(cst.CSTVisitor):
             local = name
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
                 local = alias.asname.name.value
-            self.table.bind(local, f"{module}.{name}")
+            self.table.bind(local, relative_name(level, module, name) if level else f"{module}.{name}")
 
     # Imports never hide inside expressions: skip them for speed.
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
         return any(isinstance(s, (cst.Import, cst.ImportFrom)) for s in node.body)
+
+
+def relative_name(level: int, module: Optional[str], name: Optional[str]) -> str:
+    """``from ..utils import x`` -> ``..utils.x``; ``from . import engine`` -> ``.engine``."""
+    parts = [p for p in (module, name) if p]
+    return "." * level + ".".join(parts)
+
+
+def bind_imports(tree: ast.AST, imports: ImportTable) -> None:
+    """Every import statement of ``tree`` (anywhere), relative ones kept relative."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    imports.bind(alias.asname, alias.name)
+                else:
+                    head = alias.name.split(".", 1)[0]
+                    imports.bind(head, head)
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.name == "*":
+                    continue
+                if node.level:
+                    imports.bind(alias.asname or alias.name, relative_name(node.level, node.module, alias.name))
+                elif node.module:
+                    imports.bind(alias.asname or alias.name, f"{node.module}.{alias.name}")
 
 
 def build_import_table(module: cst.Module) -> ImportTable:

@@ -107,17 +107,33 @@ def _callee_name(call: cst.Call) -> Optional[str]:
 
 
 class Qual(Value):
-    """A reference to an imported module, class or function, by qualified name."""
+    """A reference to an imported module, class or function, by qualified name; ``origin`` is the
+    module file that imported it (relative and project names are resolved from there)."""
 
-    def __init__(self, qualname: str) -> None:
+    def __init__(self, qualname: str, origin: Optional[str] = None) -> None:
         self.qualname = qualname
+        self.origin = origin
 
     def __repr__(self) -> str:
         return f"Qual({self.qualname})"
 
 
+class Unit:
+    """One module whose code the interpreter runs: the checked module (``home``) or a module of its
+    project read to follow a call (see project.py). Its names resolve through its own imports."""
+
+    def __init__(self, module: cst.Module, imports: ImportTable, idle: frozenset, path: Optional[str],
+                 home: bool) -> None:
+        self.module = module
+        self.imports = imports
+        self.idle = idle
+        self.path = path
+        self.home = home
+        self.scope = Scope(None, None, self)
+
+
 class FuncRef(Value):
-    """A function defined in this module, with the scope it closes over and its bound ``self``."""
+    """A function defined in this module (or a project module), with the scope it closes over and its bound ``self``."""
 
     def __init__(self, funcdef: cst.FunctionDef, scope: "Scope", bound_self: Optional[Value] = None,
                  owner: Optional[cst.ClassDef] = None) -> None:
@@ -128,11 +144,14 @@ class FuncRef(Value):
 
 
 class Scope:
-    def __init__(self, funcdef: Optional[cst.FunctionDef], enclosing: Optional["Scope"]) -> None:
+    def __init__(self, funcdef: Optional[cst.FunctionDef], enclosing: Optional["Scope"],
+                 unit: Optional[Unit] = None) -> None:
         self.funcdef = funcdef
         self.enclosing = enclosing
+        self.unit: Optional[Unit] = unit if unit is not None else (enclosing.unit if enclosing is not None else None)
         self.vars: Dict[str, Value] = {}
         self.globals: set = set()
+        self.ref: Optional["FuncRef"] = None  # the function (with its ``self``) this scope runs
         self.returns: List[Value] = []
         # name -> the expression it was last bound to by a plain ``name = expr`` (absent when bound
         # otherwise: a loop target, unpacking, two branches that disagree), with the scope of that
@@ -162,12 +181,15 @@ class _Stop(Exception):
 
 class Interpreter:
     def __init__(self, module: cst.Module, imports: ImportTable, called: Optional[set] = None,
-                 idle: frozenset = frozenset()) -> None:
+                 idle: frozenset = frozenset(), project=None, path: Optional[str] = None) -> None:
         self._idle = idle  # (class name or None, function name) not worth running as entry points
         self.module = module
         self.imports = imports
         self._called = called  # names called anywhere, when a prescan already knows them
-        self.module_scope = Scope(None, None)
+        self.home = Unit(module, imports, idle, path, True)
+        self.module_scope = self.home.scope
+        self.project = project  # project.Project, or None: calls into other modules stay unknown
+        self._units: Dict[str, Optional[Unit]] = {}  # path -> unit of a project module
         self.entries: List[Tuple[str, Block]] = []
         self.inlined: set = set()
         self.objects: List[Obj] = []
@@ -306,10 +328,10 @@ class Interpreter:
         elif isinstance(stmt, cst.FunctionDef):
             ref = FuncRef(stmt, scope)
             self._assign_name(stmt.name.value, ref, scope)
-            if scope is not self.module_scope:
+            if scope is not self.module_scope and scope.unit is self.home:
                 self._nested.append(ref)
         elif isinstance(stmt, cst.ClassDef):
-            self._assign_name(stmt.name.value, ClassRef(stmt), scope)
+            self._assign_name(stmt.name.value, _class_ref(stmt, scope.unit), scope)
         elif type(stmt).__name__ == "Match":
             branch = object()
             self._eval(stmt.subject, scope, container)
@@ -348,7 +370,7 @@ class Interpreter:
 
     def _exec_if(self, stmt: cst.If, scope: Scope, container: Container, branch=None) -> None:
         branch = branch if branch is not None else object()
-        constant = _constant_truth(stmt.test, self.imports)
+        constant = _constant_truth(stmt.test, scope.unit.imports)
         if constant is None:
             self._eval(stmt.test, scope, container)
         arms = []
@@ -506,8 +528,8 @@ class Interpreter:
 
     def _assign_name(self, name: str, value: Value, scope: Scope) -> None:
         if name in scope.globals:
-            self.module_scope.vars[name] = value
-            self.module_scope.exprs.pop(name, None)
+            scope.unit.scope.vars[name] = value
+            scope.unit.scope.exprs.pop(name, None)
         else:
             scope.vars[name] = value
             scope.exprs.pop(name, None)
@@ -515,7 +537,7 @@ class Interpreter:
     def _remember_expr(self, target, expr: cst.BaseExpression, scope: Scope) -> None:
         """After ``name = expr``: remember ``expr`` as what ``name`` was computed from."""
         if isinstance(target, cst.Name):
-            owner = self.module_scope if target.value in scope.globals else scope
+            owner = scope.unit.scope if target.value in scope.globals else scope
             owner.exprs[target.value] = (expr, scope)
 
     def _origins(self, node: cst.CSTNode, scope: Scope, depth: int = 4) -> Dict[int, cst.BaseExpression]:
@@ -545,7 +567,7 @@ class Interpreter:
                 self._lr_write(owner, stmt, scope, container)
             return
         if isinstance(target, cst.Name):  # ``total *= epochs``: no longer what it was assigned from
-            (self.module_scope if target.value in scope.globals else scope).exprs.pop(target.value, None)
+            (scope.unit.scope if target.value in scope.globals else scope).exprs.pop(target.value, None)
         name = dotted_name(target)
         if name:
             loop = next((a for a in [container, *container.ancestors()] if isinstance(a, Loop)), None)
@@ -638,9 +660,9 @@ class Interpreter:
             return NONE
         if name in ("True", "False"):
             return Const(name == "True")
-        qualified = self.imports.resolve(name)
+        qualified = scope.unit.imports.resolve(name)
         if qualified is not None:
-            return Qual(qualified)
+            return Qual(qualified, scope.unit.path)
         return UNKNOWN
 
     def _eval_attribute(self, node: cst.Attribute, scope: Scope, container: Container) -> Value:
@@ -653,7 +675,7 @@ class Interpreter:
 
     def _attribute_of(self, base: Value, attr: str) -> Value:
         if isinstance(base, Qual):
-            return Qual(f"{base.qualname}.{attr}")
+            return Qual(f"{base.qualname}.{attr}", base.origin)
         if attr == "param_groups" and isinstance(base, (OptimizerObj, Opaque)):
             return ParamGroups(base, ALL)
         if isinstance(base, SchedulerObj) and attr == "optimizer":
@@ -661,9 +683,10 @@ class Interpreter:
         if isinstance(base, InstanceObj):
             if attr in base.attrs:
                 return base.attrs[attr]
-            method = _method(base.classdef, attr)
-            if method is not None:
-                return FuncRef(method, self.module_scope, base, base.classdef)
+            found = self._find_method(base.classdef, _unit_of(base, self.home), attr)
+            if found is not None:
+                method, unit, owner = found
+                return FuncRef(method, unit.scope, base, owner)
             if _class_attribute(base.classdef, attr):
                 return UNKNOWN
             # Never assigned here (set by a framework or a base class): opaque, but stable.
@@ -684,6 +707,8 @@ class Interpreter:
         element = node.slice[0].slice
         results = []
         for option in base.options():
+            if isinstance(option, Qual):  # a table of another module of the project
+                option = self._project_value(option.qualname, option.origin) or option
             if isinstance(option, ParamGroups):
                 results.append(_select_groups(option, element))
             elif isinstance(option, V.Container) and isinstance(element, cst.Index):
@@ -694,6 +719,10 @@ class Interpreter:
                 elif isinstance(key, cst.SimpleString) and option.keys is not None:
                     wanted = key.evaluated_value
                     results.append(next((v for k, v in zip(option.keys, option.items) if k == wanted), UNKNOWN))
+                elif option.keys is not None and not isinstance(key, (cst.Integer, cst.SimpleString)) \
+                        and option.items and all(isinstance(i, (Qual, ClassRef, FuncRef)) for i in option.items):
+                    # ``SCHEDULERS[cfg.name]``: one of the classes (or functions) of the table.
+                    results.append(union(option.items))
                 else:
                     results.append(UNKNOWN)
             else:
@@ -709,7 +738,10 @@ class Interpreter:
     # ------------------------------------------------------------------ calls
     def _eval_call(self, call: cst.Call, scope: Scope, container: Container) -> Value:
         func = call.func
-        if isinstance(func, cst.Attribute):
+        parent_method = self._super_method(func, scope)
+        if parent_method is not None:
+            receiver = parent_method
+        elif isinstance(func, cst.Attribute):
             receiver = self._eval(func.value, scope, container)
         else:
             receiver = None
@@ -722,19 +754,46 @@ class Interpreter:
                 keywords[arg.keyword.value] = value
             elif arg.star == "":
                 positional.append(value)
+        if isinstance(receiver, FuncRef) and parent_method is not None:
+            return self._invoke(receiver, positional, keywords, call, container)
         if receiver is not None:
             return self._call_method(call, receiver, func.attr.value, positional, keywords, scope, container)
         return self._call_value(call, callee, positional, keywords, scope, container)
 
+    def _super_method(self, func, scope: Scope) -> Optional[FuncRef]:
+        """``super().name`` inside a method whose class has a base of this module or its project
+        that defines ``name``: that method, bound to the same ``self``. None otherwise."""
+        if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Call)
+                and isinstance(func.value.func, cst.Name) and func.value.func.value == "super"
+                and scope.lookup("super") is None):
+            return None
+        current: Optional[Scope] = scope
+        while current is not None and current.ref is None:
+            current = current.enclosing
+        ref = current.ref if current is not None else None
+        if ref is None or ref.owner is None or ref.bound_self is None:
+            return None
+        found = self._find_method(ref.owner, ref.scope.unit, func.attr.value, inherited_only=True)
+        if found is None:
+            return None
+        method, unit, owner = found
+        return FuncRef(method, unit.scope, ref.bound_self, owner)
+
     def _call_value(self, call, callee: Value, positional, keywords, scope, container) -> Value:
+        table = _scheduler_table(callee.options())
+        if table is not None:  # one of several torch scheduler classes, chosen at run time
+            qualname, kind = table
+            return self._construct_scheduler(qualname, kind, call, positional, keywords, scope, container)
         results = []
         for option in callee.options():
             if isinstance(option, FuncRef):
                 results.append(self._invoke(option, positional, keywords, call, container))
             elif isinstance(option, ClassRef):
-                results.append(self._instantiate(option.classdef, call, positional, keywords, scope, container))
+                results.append(self._instantiate(option.classdef, call, positional, keywords, scope, container,
+                                                 option.unit))
             elif isinstance(option, Qual):
-                results.append(self._call_qualified(option.qualname, call, positional, keywords, scope, container))
+                results.append(self._call_qualified(option.qualname, call, positional, keywords, scope, container,
+                                                    option.origin))
             else:
                 results.append(self._unknown_call(call, positional, keywords, scope, container))
         return union(results)
@@ -745,11 +804,11 @@ class Interpreter:
         for option in receiver.options():
             if isinstance(option, Qual):
                 results.append(self._call_qualified(f"{option.qualname}.{method}", call, positional, keywords,
-                                                    scope, container))
+                                                    scope, container, option.origin))
                 handled = True
             elif isinstance(option, InstanceObj):
                 if method in ("optimizers", "lr_schedulers") and _method(option.classdef, method) is None \
-                        and self._is_lightning_module(option.classdef):
+                        and self._is_lightning_module(option.classdef, _unit_of(option, self.home)):
                     results.append(self._lightning_configured(option)[method])
                     handled = True
                     continue
@@ -765,12 +824,14 @@ class Interpreter:
         return self._builtin_method(call, receiver, method, positional, keywords, scope, container)
 
     def _is_idle(self, ref: FuncRef) -> bool:
-        if not self._idle or (ref.owner is None and ref.scope is not self.module_scope):
+        unit = ref.scope.unit
+        if not unit.idle or (ref.owner is None and ref.scope is not unit.scope):
             return False  # nested functions are not in the prescan's table
-        return (ref.owner.name.value if ref.owner is not None else None, ref.funcdef.name.value) in self._idle
+        return (ref.owner.name.value if ref.owner is not None else None, ref.funcdef.name.value) in unit.idle
 
-    def _is_lightning_module(self, classdef: cst.ClassDef) -> bool:
-        return any((self.imports.resolve_expr(b.value) or "") in known.LIGHTNING_MODULES for b in classdef.bases)
+    def _is_lightning_module(self, classdef: cst.ClassDef, unit: Optional[Unit] = None) -> bool:
+        imports = (unit or self.home).imports
+        return any((imports.resolve_expr(b.value) or "") in known.LIGHTNING_MODULES for b in classdef.bases)
 
     def _lightning_configured(self, instance: InstanceObj) -> Dict[str, Value]:
         """What ``self.optimizers()`` / ``self.lr_schedulers()`` return in a LightningModule: the
@@ -789,7 +850,8 @@ class Interpreter:
             self._stack, self._calls = [], []
             self._dry += 1
             try:
-                returned = self._invoke(FuncRef(configure, self.module_scope, instance, instance.classdef),
+                returned = self._invoke(FuncRef(configure, _unit_of(instance, self.home).scope, instance,
+                                                instance.classdef),
                                         [], {}, None, Block())
             finally:
                 self._dry -= 1
@@ -847,7 +909,8 @@ class Interpreter:
             return receiver
         return self._unknown_call(call, positional, keywords, scope, container)
 
-    def _call_qualified(self, qualname: str, call, positional, keywords, scope, container) -> Value:
+    def _call_qualified(self, qualname: str, call, positional, keywords, scope, container,
+                        origin: Optional[str] = None) -> Value:
         funcdef = scope.funcdef
         kind = known.scheduler_kind(qualname)
         if kind is not None:
@@ -869,6 +932,9 @@ class Interpreter:
         if qualname in known.POSITION_PRESERVING:
             self._handoff_args(positional, keywords, call, scope, container, "prepared")
             return positional[0] if len(positional) == 1 else V.Container(positional)
+        value = self._project_value(qualname, origin, (positional, keywords))
+        if value is not None:  # a function, class or table of another module of the project
+            return self._call_value(call, value, positional, keywords, scope, container)
         return self._unknown_call(call, positional, keywords, scope, container)
 
     def _unknown_call(self, call, positional, keywords, scope, container) -> Value:
@@ -910,31 +976,172 @@ class Interpreter:
                                     origins=self._origins(call, scope) if not self._dry else {}))
         return obj
 
-    def _instantiate(self, classdef: cst.ClassDef, call, positional, keywords, scope, container) -> Value:
-        bases = [self.imports.resolve_expr(b.value) or "" for b in classdef.bases]
-        for base in bases:
+    def _instantiate(self, classdef: cst.ClassDef, call, positional, keywords, scope, container,
+                     unit: Optional[Unit] = None) -> Value:
+        unit = unit or self.home
+        for base in self._lineage(classdef, unit):
             kind = known.scheduler_kind(base)
             if base in known.TORCH_SCHEDULER_BASES or kind is not None:
                 # A subclass of a torch scheduler: a torch scheduler whose class specifics are its own.
                 custom = known.SchedulerKind(cls=None)
-                init = _method(classdef, "__init__")
-                return self._construct_scheduler(base, custom, call, positional, keywords, scope, container) \
-                    if init is None or _first_param_is_optimizer(init) else UNKNOWN
+                found = self._find_method(classdef, unit, "__init__")
+                if found is not None and not _first_param_is_optimizer(found[0]):
+                    return UNKNOWN
+                obj = self._construct_scheduler(base, custom, call, positional, keywords, scope, container)
+                obj.subclass = classdef.name.value
+                return obj
             if base in known.OPTIMIZER_BASES or known.is_optimizer_constructor(base):
                 obj = self._memoised(("opt", id(call)), lambda: OptimizerObj(call, base, None))
                 self._emit(container, Event("construct", call, obj, call, scope.funcdef))
                 return obj
-        instance = self._memoised(("inst", id(call), id(scope)), lambda: InstanceObj(call, classdef))
-        init = _method(classdef, "__init__")
-        if init is not None:
-            self._invoke(FuncRef(init, self.module_scope, instance, classdef), positional, keywords, call, container)
+        instance = self._memoised(("inst", id(call), id(scope)),
+                                  lambda: InstanceObj(call, classdef, None if unit.home else unit))
+        found = self._find_method(classdef, unit, "__init__")
+        if found is not None:
+            init, init_unit, owner = found
+            self._invoke(FuncRef(init, init_unit.scope, instance, owner), positional, keywords, call, container)
         return instance
+
+    # ------------------------------------------------------------------ classes across modules
+    def _base_classes(self, classdef: cst.ClassDef, unit: Unit):
+        """(qualified name, None) or (None, ClassRef) of each base: a class of the same module, or a
+        qualified name (of the project, or of torch, a library ...), resolved later and lazily."""
+        for base in classdef.bases:
+            dotted = dotted_name(base.value)
+            if dotted is None:
+                continue
+            local = unit.scope.vars.get(dotted) if "." not in dotted else None
+            if isinstance(local, ClassRef):
+                yield None, local
+                continue
+            qualified = unit.imports.resolve(dotted)
+            if qualified is not None:
+                yield qualified, None
+
+    def _lineage(self, classdef: cst.ClassDef, unit: Unit, depth: int = 0):
+        """Qualified names of the ancestors of a class, through classes of this module and, from
+        their summaries alone, of its project (bounded: deep or cyclic hierarchies stay unknown)."""
+        if depth > 4:
+            return
+        for qualified, ref in self._base_classes(classdef, unit):
+            if ref is not None:
+                if ref.classdef is not classdef:
+                    yield from self._lineage(ref.classdef, ref.unit or self.home, depth + 1)
+                continue
+            yield qualified
+            if self.project is not None and unit.path is not None:
+                yield from self.project.ancestors(qualified, unit.path)
+
+    def _find_method(self, classdef: cst.ClassDef, unit: Unit, name: str, inherited_only: bool = False,
+                     depth: int = 0) -> Optional[Tuple[cst.FunctionDef, Unit, cst.ClassDef]]:
+        """(method, its module, the class defining it) for ``name`` on ``classdef`` or a base class
+        of this module or of the project; None when not found there (a library base, unknown). A
+        base of another module is parsed only when its summary shows it (or its bases) has the method."""
+        if not inherited_only:
+            method = _method(classdef, name)
+            if method is not None:
+                return method, unit, classdef
+        if depth > 4:
+            return None
+        for qualified, ref in self._base_classes(classdef, unit):
+            if ref is None:
+                if self.project is None or unit.path is None \
+                        or not self.project.class_has_method(qualified, unit.path, name):
+                    continue
+                value = self._project_value(qualified, unit.path)
+                ref = value if isinstance(value, ClassRef) else None
+            if ref is not None and ref.classdef is not classdef:
+                found = self._find_method(ref.classdef, ref.unit or self.home, name, False, depth + 1)
+                if found is not None:
+                    return found
+        return None
+
+    # ------------------------------------------------------------------ the project
+    def _project_value(self, qualname: str, origin: Optional[str], arguments=None) -> Optional[Value]:
+        """What a name of another module of the project stands for: a function, a class, or a
+        table (``SCHEDULERS = {...}``) of it; None when not followed (unknown, idle, a bound).
+        With ``arguments`` (of a call), a function or class is followed only when it is worth it:
+        it builds an optimizer or scheduler, it receives one (or something holding one), or it
+        steps, writes or saves a parameter that receives an object we cannot see into."""
+        if self.project is None or origin is None or qualname.split(".", 1)[0] in ("torch", "typing"):
+            return None
+        if arguments is not None and not _may_matter(qualname, *arguments):
+            return None  # reading the module could not change anything: spare it
+        found = self.project.definition(qualname, origin)
+        if found is None:
+            return None
+        module, name, after = found
+        summary = module.summary
+        if not name or after or not summary.offers(name):
+            return None
+        if arguments is not None and not summary.constructs(name) \
+                and not self._worth_following(summary, name, *arguments):
+            return None
+        unit = self._unit(module)
+        if unit is None:
+            return None
+        return unit.scope.vars.get(name)
+
+    def _worth_following(self, summary, name: str, positional, keywords) -> bool:
+        if any(_holds_tracked(v) for v in list(positional) + list(keywords.values())):
+            return True
+        facts = summary.functions.get(name)
+        offset = 0
+        if facts is None:  # a class: what its methods do to what ``__init__`` stores
+            cls = summary.classes.get(name)
+            facts = cls.methods.get("__init__") if cls is not None else None
+            touched_self = cls is not None and any(k.startswith("self.") for m in cls.methods.values()
+                                                   for k in m.touches)
+            if facts is None or not touched_self:
+                return False
+            offset = 1
+            touched = set(facts.params[offset:])
+        else:
+            touched = {k for k in facts.touches if "." not in k}
+        params = facts.params[offset:]
+        for index, value in enumerate(positional):
+            if index < len(params) and params[index] in touched and isinstance(value, Opaque):
+                return True
+        return any(k in touched and isinstance(v, Opaque) for k, v in keywords.items())
+
+    def _unit(self, module) -> Optional[Unit]:
+        """The unit of a project module: parsed once, its definitions bound in its own scope."""
+        if module.path in self._units:
+            return self._units[module.path]
+        if module.path == self.home.path:
+            self._units[module.path] = self.home
+            return self.home
+        tree = self.project.tree(module)
+        unit = None
+        if tree is not None:
+            summary = module.summary
+            unit = Unit(tree, summary.import_table(), summary.idle_definitions(), module.path, False)
+            tables = []
+            for stmt in tree.body:
+                if isinstance(stmt, cst.FunctionDef):
+                    unit.scope.vars[stmt.name.value] = FuncRef(stmt, unit.scope)
+                elif isinstance(stmt, cst.ClassDef):
+                    unit.scope.vars[stmt.name.value] = _class_ref(stmt, unit)
+                elif isinstance(stmt, cst.SimpleStatementLine):
+                    tables.extend(small for small in stmt.body if isinstance(small, cst.Assign)
+                                  and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name)
+                                  and small.targets[0].target.value in summary.tables)
+            self._units[module.path] = unit
+            # Module-level tables of classes: evaluated without recording anything.
+            self._dry += 1
+            try:
+                for small in tables:
+                    unit.scope.vars[small.targets[0].target.value] = self._eval(small.value, unit.scope, Block())
+            finally:
+                self._dry -= 1
+        self._units[module.path] = unit
+        return unit
 
     def _invoke(self, ref: FuncRef, positional, keywords, call, container: Container,
                 opaque_params: bool = False) -> Value:
         funcdef = ref.funcdef
         if len(self._stack) >= MAX_DEPTH or any(f is funcdef for f in self._stack):
-            self._handoff_args(positional, keywords, call, Scope(None, None), container)
+            self._handoff_args(positional, keywords, call, Scope(None, None, self.home), container)
             return UNKNOWN
         if call is not None and self._is_idle(ref):
             # Mentions nothing we track, nor calls anything that does: following it cannot record an
@@ -945,8 +1152,10 @@ class Interpreter:
         if not self._dry:
             self.inlined.add(id(funcdef))
         scope = Scope(funcdef, ref.scope)
+        scope.ref = ref
         self._bind_params(funcdef, ref, positional, keywords, scope, opaque_params)
-        frame = container.add(Frame(call, funcdef)) if call is not None else container
+        frame = container.add(Frame(call, funcdef, ref.scope.unit.path if not ref.scope.unit.home else None)) \
+            if call is not None else container
         self._stack.append(funcdef)
         self._calls.append(call)
         saved_depth, self._arm_depth = self._arm_depth, 0
@@ -968,7 +1177,7 @@ class Interpreter:
         if ref.owner is not None and "staticmethod" not in decorators:
             if ordered:
                 first = ordered.pop(0)
-                scope.vars[first.name.value] = ClassRef(ref.owner) if "classmethod" in decorators else (
+                scope.vars[first.name.value] = _class_ref(ref.owner, ref.scope.unit) if "classmethod" in decorators else (
                     ref.bound_self if ref.bound_self is not None else UNKNOWN)
         for index, param in enumerate(ordered):
             name = param.name.value
@@ -1018,3 +1227,52 @@ class Interpreter:
             return self.module.code_for_node(node)
         except Exception:  # pragma: no cover - defensive: text is only a hint
             return ""
+
+
+def _class_ref(classdef: cst.ClassDef, unit: Optional[Unit]) -> ClassRef:
+    return ClassRef(classdef, None if unit is None or unit.home else unit)
+
+
+def _unit_of(value, home: Unit) -> Unit:
+    """The module a class (ClassRef) or instance (InstanceObj) belongs to."""
+    return getattr(value, "unit", None) or home
+
+
+def _scheduler_table(options) -> Optional[Tuple[str, known.SchedulerKind]]:
+    """Several torch scheduler classes one call may construct (``SCHEDULERS[name](opt, ...)``): a
+    torch scheduler whose class is decided at run time, chainable only when all of them are. A table
+    holding ReduceLROnPlateau is not one (its step takes a metric): unknown."""
+    if len(options) < 2 or not all(isinstance(o, Qual) for o in options):
+        return None
+    kinds = [known.scheduler_kind(o.qualname) for o in options]
+    if any(k is None or k.cls in (None, "ReduceLROnPlateau") or k.composite for k in kinds):
+        return None
+    names = "/".join(dict.fromkeys(k.cls for k in kinds))
+    return f"{known.LR_SCHEDULER}.{names}", known.SchedulerKind(cls=None, chainable=all(k.chainable for k in kinds))
+
+
+def _holds_tracked(value: Value, depth: int = 0) -> bool:
+    """An optimizer, scheduler, scaler, accelerator or param groups, or something holding one."""
+    for option in value.options():
+        if isinstance(option, (OptimizerObj, SchedulerObj, ScalerObj, AcceleratorObj, ParamGroups, ParamGroup)):
+            return True
+        if depth < 2:
+            if isinstance(option, V.Container) and any(_holds_tracked(i, depth + 1) for i in option.items):
+                return True
+            if isinstance(option, InstanceObj) and any(_holds_tracked(v, depth + 1) for v in option.attrs.values()):
+                return True
+    return False
+
+
+# A call of another module's name is worth reading that module for when it is given something with
+# identity (an optimizer, a scheduler, an object we cannot see into) or when its name speaks of
+# training; a call with only constants and unknowns (``check_dataset("coco.yaml")``) is not.
+_PROJECT_CALL_WORDS = re.compile(r"optim|sched|lr|LR|step|train|fit|epoch|warm|checkpoint|ckpt|save|load|build|"
+                                 r"make|create|get_|setup|param|Trainer|Runner|Engine|Solver")
+
+
+def _may_matter(qualname: str, positional, keywords) -> bool:
+    if _PROJECT_CALL_WORDS.search(qualname.rsplit(".", 1)[-1]):
+        return True
+    return any(isinstance(o, (Obj, ParamGroups, ParamGroup, V.Container)) for v in list(positional) + list(
+        keywords.values()) for o in v.options())

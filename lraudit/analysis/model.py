@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
@@ -70,10 +70,19 @@ class Model:
         self._assigned: Dict[cst.CSTNode, Set[str]] = {}
         self._frames = None  # (callees per call, callers per function), built on first use
         self.roots: List[Block] = [root for _, root in interpreter.entries]
+        # Modules of the project whose code the trace went into (path -> unit), and for each of
+        # their functions entered from this module, the call here that entered it (first one).
+        self.home_path = interpreter.home.path
+        self.units = {path: unit for path, unit in interpreter._units.items() if unit is not None and not unit.home}
+        self._entered_from: Dict[int, cst.Call] = {}
+        self._foreign_syntax: Dict[str, "_SyntaxIndex"] = {}
+        self._foreign_positions: Dict[str, object] = {}
         for root in self.roots:
             number(root)
             for node in root.walk():
                 node.root = root
+            if self.units:
+                self._map_foreign_frames(root)
         objects = interpreter.objects
         self.schedulers: List[SchedulerObj] = [o for o in objects if isinstance(o, SchedulerObj)]
         self.scalers = [o for o in objects if isinstance(o, ScalerObj)]
@@ -263,19 +272,90 @@ class Model:
         return self.module.code_for_node(node)
 
     def position(self, node: cst.CSTNode) -> CodeRange:
-        """Source range of a node. Resolved on first use only: files without findings never pay for it."""
-        if self._positions is None:
-            wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-            self._positions = wrapper.resolve(PositionProvider)
-        return self._positions[node]
+        """Source range of a node. Resolved on first use only: files without findings never pay for it.
+        A node of another module of the project is located at the call here that led to it."""
+        positions = self._positions_of_home()
+        found = positions.get(node)
+        if found is None and self.units:
+            home = self.home_node(node)
+            if home is not None and home is not node:
+                return positions[home]
+        return positions[node]
 
     def line(self, node: cst.CSTNode) -> int:
         return self.position(node).start.line
 
+    # ------------------------------------------------------------------ the project's other modules
+    def _map_foreign_frames(self, root: Block) -> None:
+        stack = [(child, None) for child in reversed(root.children)]
+        while stack:
+            node, entered_by = stack.pop()
+            if isinstance(node, Frame):
+                if node.module is not None:  # code of another module, entered from here
+                    entered_by = entered_by if entered_by is not None else node.call
+                    self._entered_from.setdefault(id(node.funcdef), entered_by)
+            if hasattr(node, "children"):
+                stack.extend((child, entered_by) for child in reversed(node.children))
+
+    def module_of(self, node: cst.CSTNode) -> Optional[str]:
+        """The path of the other module of the project a node belongs to; None for the checked
+        module (or a node of no module the trace entered)."""
+        if not self.units or self._positions_of_home().get(node) is not None:
+            return None
+        for path in self.units:
+            if node in self._foreign_index(path).parents:
+                return path
+        return None
+
+    def home_node(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:
+        """``node`` when it is code of the checked module; for code of another module of the project,
+        the call in the checked module through which the trace entered it; None when unknown."""
+        path = self.module_of(node)
+        if path is None:
+            return node
+        index = self._foreign_index(path)
+        current: Optional[cst.CSTNode] = node
+        while current is not None:
+            if isinstance(current, cst.FunctionDef) and id(current) in self._entered_from:
+                return self._entered_from[id(current)]
+            current = index.parents.get(current)
+        return None
+
+    def foreign_location(self, node: cst.CSTNode) -> Optional[Tuple[str, int]]:
+        """(path, line) of a node of another module of the project; None for the checked module."""
+        path = self.module_of(node)
+        if path is None:
+            return None
+        positions = self._foreign_positions.get(path)
+        if positions is None:
+            wrapper = MetadataWrapper(self.units[path].module, unsafe_skip_copy=True)
+            positions = self._foreign_positions[path] = wrapper.resolve(PositionProvider)
+        return path, positions[node].start.line
+
+    def _positions_of_home(self):
+        if self._positions is None:
+            wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
+            self._positions = wrapper.resolve(PositionProvider)
+        return self._positions
+
+    def _foreign_index(self, path: str) -> "_SyntaxIndex":
+        index = self._foreign_syntax.get(path)
+        if index is None:
+            index = self._foreign_syntax[path] = _SyntaxIndex()
+            self.units[path].module.visit(index)
+        return index
+
     # ------------------------------------------------------------------ syntax questions (lazy)
     def parent(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:
-        """The syntactic parent of a node of the module (None for the module itself)."""
-        return self._syntax().parents.get(node)
+        """The syntactic parent of a node of the module, or of a module of the project the trace
+        entered (None for a module itself)."""
+        found = self._syntax().parents.get(node)
+        if found is None and self.units:
+            for path in self.units:
+                found = self._foreign_index(path).parents.get(node)
+                if found is not None:
+                    break
+        return found
 
     def mentions(self, identifier: str) -> List[cst.CSTNode]:
         """Every reference to ``identifier`` in the module, scope-blind: ``Name`` nodes spelled so and
@@ -401,10 +481,14 @@ def _has_modulo(node: cst.CSTNode) -> bool:
     return False
 
 
-def build_model(module: cst.Module, prescan: Optional[Prescan] = None) -> Model:
-    """The model of a parsed module; ``prescan`` (from ``ast``) saves two passes over the libcst tree."""
+def build_model(module: cst.Module, prescan: Optional[Prescan] = None, project=None,
+                path: Optional[str] = None) -> Model:
+    """The model of a parsed module; ``prescan`` (from ``ast``) saves two passes over the libcst tree;
+    ``project`` (project.Project) lets calls into other modules of the project be followed, from the
+    module at ``path``."""
     imports = prescan.imports if prescan is not None else build_import_table(module)
     interpreter = Interpreter(module, imports, prescan.called if prescan is not None else None,
-                              prescan.idle if prescan is not None else frozenset())
+                              prescan.idle if prescan is not None else frozenset(), project=project,
+                              path=path if path is not None else (project.home if project is not None else None))
     interpreter.run()
     return Model(module, imports, interpreter)

@@ -13,7 +13,7 @@ import sys
 from typing import FrozenSet, Optional, Set, Tuple
 
 from lraudit.analysis import known
-from lraudit.analysis.imports import ImportTable
+from lraudit.analysis.imports import ImportTable, bind_imports
 
 
 # What a function must mention, itself or through what it calls, to be worth interpreting as an
@@ -105,19 +105,8 @@ def prescan(source: str) -> Optional[Prescan]:
     called: Set[str] = set()
     references = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname:
-                    imports.bind(alias.asname, alias.name)
-                else:
-                    head = alias.name.split(".", 1)[0]
-                    imports.bind(head, head)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level or not node.module:
-                continue
-            for alias in node.names:
-                if alias.name != "*":
-                    imports.bind(alias.asname or alias.name, f"{node.module}.{alias.name}")
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bind_imports(node, imports)
         elif isinstance(node, ast.Call):
             if isinstance(node.func, ast.Name):
                 called.add(node.func.id)

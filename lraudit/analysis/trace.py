@@ -102,12 +102,14 @@ class Context(Container):
 
 
 class Frame(Container):
-    """An inlined call of a same-module function or method."""
+    """An inlined call of a function or method of the same module, or of another module of the
+    project (``module``: that module's path; None for the checked module)."""
 
-    def __init__(self, call: cst.Call, funcdef: cst.FunctionDef) -> None:
+    def __init__(self, call: cst.Call, funcdef: cst.FunctionDef, module: Optional[str] = None) -> None:
         super().__init__()
         self.call = call
         self.funcdef = funcdef
+        self.module = module
 
 
 class Event(TraceNode):

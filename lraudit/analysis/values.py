@@ -108,6 +108,7 @@ class SchedulerObj(Obj):
         self.optimizer = optimizer
         self.children = children  # schedulers composed by SequentialLR / ChainedScheduler
         self.parent: Optional["SchedulerObj"] = None
+        self.subclass: Optional[str] = None  # the project's own class name, for a subclass of ``qualname``
 
     @property
     def cls(self) -> Optional[str]:
@@ -130,9 +131,10 @@ class AcceleratorObj(Obj):
 class InstanceObj(Obj):
     """An instance of a class defined in the module; methods are interpreted with ``self`` = it."""
 
-    def __init__(self, site: Optional[cst.CSTNode], classdef: cst.ClassDef) -> None:
+    def __init__(self, site: Optional[cst.CSTNode], classdef: cst.ClassDef, unit=None) -> None:
         super().__init__(site)
         self.classdef = classdef
+        self.unit = unit  # the module the class is defined in (None: the checked module)
         self.attrs: Dict[str, Value] = {}
 
     def __repr__(self) -> str:
@@ -180,8 +182,9 @@ class Container(Value):
 
 
 class ClassRef(Value):
-    def __init__(self, classdef: cst.ClassDef) -> None:
+    def __init__(self, classdef: cst.ClassDef, unit=None) -> None:
         self.classdef = classdef
+        self.unit = unit  # the module the class is defined in (None: the checked module)
 
 
 class Union_(Value):

@@ -5,14 +5,16 @@ selected rule, return findings (suppressions and config are the engine's busines
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import libcst as cst
 
 from lraudit.analysis import build_model
 from lraudit.analysis.budget import BudgetExceeded
 from lraudit.analysis.prescan import ParserLimit, Prescan, prescan
+from lraudit.analysis.project import imports_project_constructions, open_project
 from lraudit.checks.base import Report, StaticRule
 from lraudit.checks.epoch_argument import DeprecatedEpochArgument, GetLrCall
 from lraudit.checks.granularity import StepGranularityMismatch
@@ -91,14 +93,15 @@ def _python_error(source: str) -> Optional[SourceParseError]:
 
 
 def run_rules(module: cst.Module, select: Optional[Iterable[str]] = None,
-              scan: Optional[Prescan] = None) -> Tuple[object, List[Report]]:
-    """The model of ``module`` and the reports of the selected rules (deduplicated).
+              scan: Optional[Prescan] = None, project=None) -> Tuple[object, List[Report]]:
+    """The model of ``module`` and the reports of the selected rules (deduplicated). With a
+    ``project`` (analysis.project.Project), calls into the project's other modules are followed.
 
     ``model.cut_short`` says why the analysis stopped early (None when it ran to the end): the
     interpreter's budget (nothing is reported: an incomplete trace could mislead the rules that
     reason from absence) or the rules' work budget (what the rules reported before it stands)."""
     wanted = set(select) if select is not None else None
-    model = build_model(module, scan)
+    model = build_model(module, scan, project)
     model.cut_short = None
     if model.exhausted:
         model.cut_short = ("analysis cut short: the module exceeds the interpretation budget "
@@ -129,8 +132,13 @@ class SourceAnalysis:
     cut_short: Optional[str] = None  # the reason, for the report's notes; None: analysed to the end
 
 
-def analyse_source(source: str, path: str, select: Optional[Iterable[str]] = None) -> SourceAnalysis:
+def analyse_source(source: str, path: str, select: Optional[Iterable[str]] = None,
+                   reads: Optional[Dict[str, str]] = None, project: bool = True) -> SourceAnalysis:
     """:func:`check_source` plus the reason the analysis was cut short, if it was.
+
+    ``path`` places the module in its project: the modules it imports from the project are read
+    (never reported on) so that calls into them are followed (``project=False``: this module alone).
+    ``reads``, when given, receives path -> content hash of every other module read.
 
     Raises SourceParseError for code Python's parser refuses for its depth (reported from ``ast``'s
     own error, before libcst ever sees it) and for invalid code."""
@@ -138,7 +146,10 @@ def analyse_source(source: str, path: str, select: Optional[Iterable[str]] = Non
         scan = prescan(source)
     except ParserLimit as limit:
         raise SourceParseError(f"syntax error: {limit} (Python refuses this code)", limit.line, limit.column) from None
-    if scan is not None and not scan.relevant:
+    context = open_project(path) if project else None
+    if scan is not None and not scan.relevant and not (
+            context is not None and imports_project_constructions(scan, context)):
+        _record(reads, context)
         return SourceAnalysis()  # references nothing the model knows: no rule can fire, libcst never runs
     try:
         module = parse(source)
@@ -146,17 +157,64 @@ def analyse_source(source: str, path: str, select: Optional[Iterable[str]] = Non
         if scan is None:
             raise _python_error(source) or error  # Python refuses it too: a real syntax error
         raise NotAnalysed(f"not analysed: Python accepts this file but libcst's parser does not ({error})") from None
-    model, reports = run_rules(module, select, scan)
+    model, reports = run_rules(module, select, scan, context)
+    if model.units:
+        reports = _project_reports(model, reports, select, context)
+    _record(reads, context)
     findings = []
     for report in reports:
         span = model.position(report.node)
+        message = report.message
+        where = model.foreign_location(report.node)
+        if where is not None:
+            message += f" (in {_relative(where[0], path)}:{where[1]})"
         findings.append(
             Finding(path, span.start.line, span.start.column + 1, span.end.line, span.end.column + 1,
-                    report.rule, report.message, report.fixable)
+                    report.rule, message, report.fixable and where is None)
         )
     return SourceAnalysis(sorted(findings), model.cut_short)
 
 
-def check_source(source: str, path: str, select: Optional[Iterable[str]] = None) -> List[Finding]:
-    """Findings of the rules in ``select`` (codes; None = all) for one module's source text."""
-    return analyse_source(source, path, select).findings
+def check_source(source: str, path: str, select: Optional[Iterable[str]] = None,
+                 reads: Optional[Dict[str, str]] = None, project: bool = True) -> List[Finding]:
+    """Findings of the rules in ``select`` (codes; None = all) for one module's source text (see
+    :func:`analyse_source` for ``reads`` and ``project``)."""
+    return analyse_source(source, path, select, reads, project).findings
+
+
+def _record(reads: Optional[Dict[str, str]], context) -> None:
+    if reads is not None and context is not None:
+        reads.update(context.reads)
+
+
+def _relative(target: str, path: str) -> str:
+    try:
+        return os.path.relpath(target, os.path.dirname(os.path.abspath(path)))
+    except ValueError:  # another drive (Windows)
+        return target
+
+
+def _project_reports(model, reports: List[Report], select, context) -> List[Report]:
+    """Reports on code of another module of the project stay only when they need this module to be
+    seen: one that the other module's own analysis makes too is that module's finding (reported
+    when it is checked), never this one's. The rest are located at the call here that led there."""
+    kept: List[Report] = []
+    own: Dict[str, set] = {}
+    for report in reports:
+        path = model.module_of(report.node)
+        if path is None:
+            kept.append(report)
+            continue
+        if model.home_node(report.node) is None:
+            continue  # no call of this module leads there: not this module's to report
+        if path not in own:
+            unit = model.units[path]
+            _, theirs = run_rules(unit.module, select, _unit_scan(unit), context.sibling(path))
+            own[path] = {(r.rule, id(r.node)) for r in theirs}
+        if (report.rule, id(report.node)) not in own[path]:
+            kept.append(Report(report.rule, report.node, report.message, False, None))
+    return kept
+
+
+def _unit_scan(unit) -> Prescan:
+    return Prescan(unit.imports, None, True, unit.idle)

@@ -56,6 +56,8 @@ def describe_scheduler(scheduler: SchedulerObj) -> str:
     """``StepLR``, or the factory that built it (``get_linear_schedule_with_warmup``), for messages."""
     if scheduler.qualname in SCHEDULER_FACTORIES:
         return scheduler.qualname.rsplit(".", 1)[-1]
+    if getattr(scheduler, "subclass", None):  # the project's own subclass: its name, and what it extends
+        return f"{scheduler.subclass} (a {scheduler.qualname.rsplit('.', 1)[-1]})"
     return scheduler.cls or scheduler.qualname.rsplit(".", 1)[-1]
 
 

@@ -482,6 +482,8 @@ class UncomposedSchedulers(StaticRule):
                     # One ``.step()`` of a name bound to either (``if args.sched == ...``) steps only one.
                     if a is b or exclusive(a, b) or _sequenced(model, a, b):
                         continue
+                    if _built_for_some_iterations(model, first, b) or _built_for_some_iterations(model, second, a):
+                        continue
                     loop_a, loop_b = innermost_loop(a), innermost_loop(b)
                     if loop_a is None or loop_b is None:
                         continue
@@ -492,6 +494,17 @@ class UncomposedSchedulers(StaticRule):
                     if innermost_common is loop_a or innermost_common is loop_b:
                         return True
         return False
+
+
+def _built_for_some_iterations(model: Model, scheduler: SchedulerObj, other_step: Event) -> bool:
+    """A scheduler built anew inside the loop that steps the other one, under a guard that changes per
+    iteration (torchvision's detection warm-up: ``if epoch == 0: LinearLR(...)`` inside
+    ``train_one_epoch``): a phase of those iterations, not a second schedule running alongside."""
+    for construction in model.constructions(scheduler):
+        loops = {id(loop) for loop in other_step.loops()}
+        if any(id(loop) in loops for loop in construction.loops()) and model.iteration_guards(construction, other_step):
+            return True
+    return False
 
 
 def _sequenced(model: Model, a: Event, b: Event) -> bool:
