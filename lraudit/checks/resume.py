@@ -91,6 +91,15 @@ class SchedulerBuiltAfterOptimizerLoad(StaticRule):
                     )
 
 
+def _built_per_iteration_after(model: Model, scheduler: SchedulerObj, load: Event) -> bool:
+    """Every construction of the scheduler runs after the load, inside a loop the load is not in
+    (torchvision's detection warm-up, built in ``train_one_epoch`` for epoch 0)."""
+    constructions = model.constructions(scheduler)
+    load_loops = {id(loop) for loop in load.loops()}
+    return bool(constructions) and all(
+        _on_one_path(load, c) and any(id(loop) not in load_loops for loop in c.loops()) for c in constructions)
+
+
 def _on_one_path(first: Event, second: Event) -> bool:
     """``first`` runs before ``second`` in one pass of one entry point."""
     return first.root is second.root and first.order < second.order and not exclusive(first, second)
@@ -109,6 +118,8 @@ class SchedulerStateNotRestored(StaticRule):
                     continue  # a plateau scheduler keeps the restored LR; only its patience restarts
                 if not model.steps_of_scheduler(scheduler):
                     continue  # stepped elsewhere, or never (LR005): its schedule is not ours to judge
+                if _built_per_iteration_after(model, scheduler, load):
+                    continue  # a warm-up built anew in the training loop: nothing to restore
                 if may_be_restored(model, scheduler) or repositioned(model, scheduler):
                     continue
                 how = ("jumps back to the start of its schedule at its next step"
