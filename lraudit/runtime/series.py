@@ -165,6 +165,9 @@ class Trajectory:
                 if g.series is not None and g.start < self._flushed:
                     g.series.pop()
             self._flushed -= 1
+            # a group that first appeared in the row just removed has no value left: it never took part
+            while self.groups and self.groups[-1].start >= self._flushed:
+                self.groups.pop()
         self.n -= 1
 
     def replace_last(self, row: list) -> None:
