@@ -45,20 +45,21 @@ def _fmt(v: Optional[float]) -> str:
 
 
 def _series_label(run, group, optimizer) -> str:
+    """The series name LearningRateMonitor would log (``lr-SGD``, ``lr-SGD/pg2``, ``lr-SGD/head``)."""
     try:
         series = run.series()
     except Exception:  # a label is a nicety; never hide the real assertion behind it
         return f"group {group}"
-    names = []
-    for opt_name, _cls, group_name, _lrs in series:
-        if optimizer is None or opt_name == optimizer:
-            names.append((opt_name, group_name))
-    if not names:
+    mine = [s for s in series if optimizer is None or s[0] == optimizer]
+    if not mine:
         return f"group {group}"
-    first_opt = names[0][0]
-    groups = [g for o, g in names if o == first_opt]
-    if isinstance(group, int) and 0 <= group < len(groups):
-        return f"{first_opt}/{groups[group]}"
+    from lraudit.runtime.series import series_name
+
+    first_opt = mine[0][0]
+    groups = [s for s in mine if s[0] == first_opt]
+    for i, s in enumerate(groups):
+        if (isinstance(group, int) and i == group) or s[2] == group:
+            return getattr(s, "name", None) or series_name(first_opt, s[2], i, len(groups))
     return f"{first_opt}/{group}"
 
 

@@ -157,13 +157,13 @@ def divergences(per_rank: List[List[Tuple[str, str, int, Runs]]]):
     return out
 
 
-def _message(opt_name: str, group_name: str, step: int, values) -> str:
+def _message(name: str, step: int, values) -> str:
     used = "; ".join(
         f"{_ranks_text(ranks)} took no step" if v is None else f"{_ranks_text(ranks)} used {v:.6g}"
         for v, ranks in values
     )
     return (
-        f"the LR of {opt_name}/{group_name} differs across distributed ranks from optimizer step {step} on: {used}. "
+        f"the LR of {name} differs across distributed ranks from optimizer step {step} on: {used}. "
         "Ranks that train with different LRs average gradients of different schedules; make every rank "
         "take the same LR decision (compute it identically or broadcast it from rank 0)."
     )
@@ -193,12 +193,18 @@ def compare_ranks(run, group=None) -> list:
     from lraudit.runtime import RuntimeFinding
 
     findings = []
+    from lraudit.runtime.series import series_name
+
+    n_groups: Dict[str, int] = {}
+    for opt_name, *_ in summary:
+        n_groups[opt_name] = n_groups.get(opt_name, 0) + 1
     for opt_name, group_name, group_index, step_index, values in divergences(per_rank):
         step = step_index  # like every runtime finding: the 0-based index of the optimizer step
+        name = series_name(opt_name, group_name, group_index, n_groups.get(opt_name, 2))
         findings.append(
             RuntimeFinding(
                 rule="LR016",
-                message=_message(opt_name, group_name, step, values),
+                message=_message(name, step, values),
                 step=step,
                 group=group_index,
                 optimizer=opt_name,

@@ -145,3 +145,25 @@ def test_wandb_offline_run_gets_every_step(tmp_path, monkeypatch):
     assert [s for s, _ in calls["log"]] == list(range(STEPS))
     assert [row["lr-SGD"] for _, row in calls["log"]] == seen["lr-SGD"]
     assert "lr-AdamW/pg3" not in calls["log"][9][1] and calls["log"][10][1]["lr-AdamW/pg3"] == seen["lr-AdamW/pg3"][10]
+
+
+def test_export_needs_no_torch(tmp_path):
+    import subprocess
+
+    from .conftest import ROOT, step_trajectory
+
+    path = tmp_path / "lr.json"
+    path.write_text(json.dumps(step_trajectory()))
+    code = (
+        "import sys\n"
+        "from lraudit.cli import main\n"
+        "for target in ('csv', 'tensorboard'):\n"
+        "    try:\n"
+        "        main(['export', sys.argv[1], '--to', target])\n"
+        "    except SystemExit as exc:\n"
+        "        assert not exc.code, exc.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, check=True, timeout=120)
+    assert (tmp_path / "lr.csv").read_text().splitlines()[0] == "step,lr-SGD,lr-AdamW/backbone,lr-AdamW/head"
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "lr-tensorboard").iterdir())

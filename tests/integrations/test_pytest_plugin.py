@@ -40,7 +40,7 @@ def test_assert_lr_schedule_failure_is_a_readable_table():
     with pytest.raises(AssertionError) as info:
         assert_lr_schedule(run, expect=[0.1, 0.05, 0.05, 0.025])
     lines = str(info.value).splitlines()
-    assert lines[0] == "LR schedule of lr-SGD/pg1 differs from the expected one at 3 of 5 steps (rtol=1e-06, atol=0):"
+    assert lines[0] == "LR schedule of lr-SGD differs from the expected one at 3 of 5 steps (rtol=1e-06, atol=0):"
     assert lines[1] == "  recorded 5 optimizer steps, expected 4"
     assert lines[2].split() == ["step", "expected", "actual", "rel.", "error"]
     assert lines[3].split() == ["1", "0.05", "0.1", "1"]
@@ -132,7 +132,7 @@ def test_fixture_in_a_real_pytest_session(pytester, pytestconfig):
     result = pytester.runpytest(*_plugin_args(pytestconfig), "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=3, failed=1)
     out = result.stdout.str()
-    assert "LR schedule of lr-SGD/pg1 differs from the expected one at 2 of 4 steps" in out
+    assert "LR schedule of lr-SGD differs from the expected one at 2 of 4 steps" in out
     rows = [line.split()[1:] for line in out.splitlines() if line.startswith("E ") and line.split()[1:2] in (["1"], ["2"], ["3"])]
     assert rows == [["1", "0.05", "0.1", "1"], ["3", "0.025", "0.05", "1"]]
     # The failing test shows its LR report; the passing ones do not.
