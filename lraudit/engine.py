@@ -358,6 +358,8 @@ def _analyse_here(job: _Job, rules: FrozenSet[str], unsafe: bool) -> _Raw:
         return raw
     after.new_text = new_text
     after.fixed = list(getattr(result, "fixed", []) or [])
+    if nb is not None:  # reported in the fixer's coordinates: cell and line, like the findings
+        after.fixed = [nb.map_fixed(f) for f in after.fixed]
     after.unfixed = raw.findings  # what stands if the fixed text cannot be written
     after.note = after.note or raw.note
     return after

@@ -103,13 +103,35 @@ class Notebook:
             f.path, line, f.column, end_line, end_column, f.rule, self.map_message(f.message), f.fixable, cell=cell
         )
 
-    def map_message(self, message: str) -> str:
-        """``line 9`` of the joined module, in a message, becomes ``cell 3, line 4``."""
+    def _locate_fixed(self, line: int) -> Tuple[int, int]:
+        """(cell index, line within cell) of 1-based ``line`` of :meth:`fix_source`."""
+        offset = 0
+        for cell in self.cells:
+            if offset < line <= offset + cell.lines:
+                return cell.index, line - offset
+            offset += cell.lines + 1  # the boundary comment after each cell
+        return (self.cells[-1].index, max(1, line - offset)) if self.cells else (1, line)
+
+    def map_fixed(self, f: Finding) -> "NotebookFinding":
+        """A finding the fixer reports in :meth:`fix_source` coordinates (a boundary line after each
+        cell), in cell coordinates like every other notebook finding (its message too)."""
+        cell, line = self._locate_fixed(f.line)
+        end_cell, end_line = self._locate_fixed(max(f.end_line, f.line))
+        end_column = f.end_column
+        if end_cell != cell:
+            end_line, end_column = line, f.column
+        return NotebookFinding(f.path, line, f.column, end_line, end_column, f.rule,
+                               self.map_message(f.message, self._locate_fixed), f.fixable, cell=cell)
+
+    def map_message(self, message: str, locate=None) -> str:
+        """``line 9`` of the joined module (or of what ``locate`` maps), in a message, becomes
+        ``cell 3, line 4``."""
+        locate = locate or self.locate
 
         def repl(match: "re.Match[str]") -> str:
             if names_other_file(message, match.start(), match.end()):
                 return match.group(0)
-            cell, cline = self.locate(int(match.group(1)))
+            cell, cline = locate(int(match.group(1)))
             return f"cell {cell}, line {cline}"
 
         return LINE_REFERENCE.sub(repl, message)

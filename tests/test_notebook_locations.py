@@ -4,6 +4,7 @@ reading that raw line); messages name other places as `cell N, line M`, like the
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -109,3 +110,25 @@ def test_unused_suppression_in_a_notebook_points_at_its_raw_line(tmp_path, monke
 
 def test_raw_positions_of_an_unreadable_text_fall_back_to_cells():
     assert notebook.raw_positions("{not json") == {}
+
+
+def test_fixed_findings_of_a_notebook_are_in_cell_coordinates(tmp_path, monkeypatch):
+    """`--diff`/`--fix` report what they fixed at the cell and line of the notebook, not at a line of
+    the fixer's internal text (which has a boundary comment after each cell)."""
+    source = (Path(__file__).resolve().parents[1] / "fixtures" / "fix" / "LR008" / "get_last_lr.in.py").read_text()
+    (tmp_path / "fx.ipynb").write_text(make_nb(("markdown", "# t"), ("code", "import torch\n"), ("code", source)))
+    monkeypatch.chdir(tmp_path)
+    checked = json.loads(run("--format", "json", "fx.ipynb").stdout)
+    before = [(f["cell"], f["line"], f["column"]) for f in checked["findings"]]
+    data = json.loads(run("--format", "json", "--diff", "fx.ipynb").stdout)
+    fixed = [(f["cell"], f["line"], f["column"]) for f in data["fixed"]]
+    assert fixed == before == [(3, 14, 33), (3, 15, 36)]
+    lines = source.splitlines()
+    assert lines[13][32:].startswith("scheduler.get_lr()") and lines[14][35:].startswith("scheduler.get_lr()")
+
+
+def test_locate_fixed_skips_the_boundary_lines():
+    nb = notebook.load(make_nb(*TRAINING))
+    # fix_source: cell 2 (4 lines) + boundary, cell 3 (4) + boundary, cell 4 (2) + boundary, cell 5
+    assert nb._locate_fixed(1) == (2, 1) and nb._locate_fixed(6) == (3, 1) and nb._locate_fixed(14) == (5, 1)
+    assert nb.map_message("(line 14)", nb._locate_fixed) == "(cell 5, line 1)"
