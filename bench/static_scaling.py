@@ -16,6 +16,7 @@ Shapes:
   schedulers  one optimizer and N schedulers, all stepped in one loop (an LR011 finding)
   nesting     N statements nested in loops and conditions (depth N // 10), plus a long elif chain
   writes      one loop with N manual LR writes to param groups beside a scheduler
+  helpers     N module-level helpers calling each other in a chain, the last one stepping
 
 Prints, per shape, the seconds (CPU of this process) and findings per size and the ratio to the
 previous size. Times are measured, never asserted.
@@ -122,6 +123,18 @@ def shape_writes(n: int) -> str:
     return "".join(out)
 
 
+def shape_helpers(n: int) -> str:
+    """N helpers in a chain (each calls the next; only the last one steps), called from one loop."""
+    out = [HEADER]
+    for i in range(n):
+        callee = f"helper_{i + 1}(model, x)" if i + 1 < n else "model.opt.step()"
+        out.append(f"def helper_{i}(model, x):\n    y = x + {i}\n    {callee}\n\n\n")
+    out.append("def train(model, loader):\n    model.opt = SGD(model.parameters(), lr=0.1)\n"
+               "    scheduler = StepLR(model.opt, step_size=10)\n    for x in loader:\n"
+               "        helper_0(model, x)\n        scheduler.step()\n")
+    return "".join(out)
+
+
 SHAPES: Dict[str, Callable[[int], str]] = {
     "tests": shape_tests,
     "functions": shape_functions,
@@ -129,6 +142,7 @@ SHAPES: Dict[str, Callable[[int], str]] = {
     "schedulers": shape_schedulers,
     "nesting": shape_nesting,
     "writes": shape_writes,
+    "helpers": shape_helpers,
 }
 
 

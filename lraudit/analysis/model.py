@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
@@ -64,6 +64,8 @@ class Model:
         self._optimizer_steps_index: Optional[tuple] = None
         self._events_by_kind: Optional[Dict[str, List[Event]]] = None
         self._touching: Optional[Dict[int, List[Event]]] = None
+        self._iteration_dependent: Dict[int, bool] = {}
+        self._loop_names: Dict[int, FrozenSet[str]] = {}
         self.budget = WorkBudget()  # what the rules may spend on what is not linear (pairs)
         self.exhausted = interpreter.exhausted  # the interpreter hit its budget: the trace is incomplete
         self._syntax_index: Optional[_SyntaxIndex] = None
@@ -225,16 +227,19 @@ class Model:
     # ------------------------------------------------------------------ conditions and loops
     def iteration_dependent(self, arm: Arm) -> bool:
         """Whether an arm's condition may change between iterations (``if epoch > 0``, ``if (i+1) % k``):
-        such a guard may be false on the first pass, so the order of first occurrences is unknown."""
+        such a guard may be false on the first pass, so the order of first occurrences is unknown.
+        Asked for every arm above every step: memoised per arm."""
+        known = self._iteration_dependent.get(id(arm))
+        if known is None:
+            known = self._iteration_dependent[id(arm)] = self._compute_iteration_dependent(arm)
+        return known
+
+    def _compute_iteration_dependent(self, arm: Arm) -> bool:
         if arm.condition is None:
             return False
         if _has_modulo(arm.condition):
             return True
-        loop_names: Set[str] = set()
-        for ancestor in arm.ancestors():
-            if isinstance(ancestor, Loop):
-                loop_names.update(ancestor.targets)
-                loop_names.update(ancestor.counters)
+        loop_names = self._loop_names_above(arm)
         for name in arm.names:
             head, _, _ = name.partition(".")
             last = name.rsplit(".", 1)[-1]
@@ -244,6 +249,21 @@ class Model:
             if head not in _SETTINGS and _ITERATION_WORDS.search(last):
                 return True
         return False
+
+    def _loop_names_above(self, node) -> FrozenSet[str]:
+        """Targets and counters of the loops enclosing ``node``, memoised per container (a chain of
+        hundreds of ``elif`` arms would otherwise walk its ancestors once per arm)."""
+        missing = []
+        container = node.parent
+        while container is not None and id(container) not in self._loop_names:
+            missing.append(container)
+            container = container.parent
+        names = self._loop_names.get(id(container), frozenset()) if container is not None else frozenset()
+        for container in reversed(missing):
+            if isinstance(container, Loop):
+                names = names | frozenset(container.targets) | frozenset(container.counters)
+            self._loop_names[id(container)] = names
+        return names
 
     def accumulation_guard(self, arm: Arm) -> bool:
         """A gradient-accumulation condition: ``(i + 1) % k == 0`` or a name about accumulation."""

@@ -141,13 +141,19 @@ def _idle_definitions(tree: ast.Module, source: str) -> FrozenSet[Tuple[Optional
                      for c in ast.walk(function) if isinstance(c, ast.Call)
                      and isinstance(c.func, (ast.Name, ast.Attribute))}
             definitions.append(((owner, function.name), bool(_INTERESTING.search(text)), calls))
+    # Interesting through calls by name (f -> g, and C(...) -> C.__init__): a walk up the reverse call
+    # graph from what mentions the vocabulary, linear in the calls (a chain of a thousand helpers too).
+    callers_of: dict = {}
+    for key, _, calls in definitions:
+        for name in calls:
+            callers_of.setdefault(name, []).append(key)
     interesting = {key for key, mentions, _ in definitions if mentions}
-    changed = True
-    while changed:  # through calls by name: f -> g, and C(...) -> C.__init__
-        names = {key[1] for key in interesting} | {key[0] for key in interesting if key[1] == "__init__"}
-        changed = False
-        for key, _, calls in definitions:
-            if key not in interesting and calls & names:
-                interesting.add(key)
-                changed = True
+    todo = list(interesting)
+    while todo:
+        owner, name = todo.pop()
+        for called_as in ((name, owner) if name == "__init__" and owner else (name,)):
+            for caller in callers_of.get(called_as, ()):
+                if caller not in interesting:
+                    interesting.add(caller)
+                    todo.append(caller)
     return frozenset(key for key, _, _ in definitions if key not in interesting)

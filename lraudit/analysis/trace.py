@@ -40,10 +40,17 @@ class Container(TraceNode):
         return child
 
     def walk(self) -> Iterator[TraceNode]:
-        for child in self.children:
+        """Every node below, in pre-order (an explicit stack: nested generators would cost the
+        depth on every node of a deep trace, hundreds of ``elif`` arms)."""
+        stack = [iter(self.children)]
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                stack.pop()
+                continue
             yield child
             if isinstance(child, Container):
-                yield from child.walk()
+                stack.append(iter(child.children))
 
 
 class Block(Container):
