@@ -44,29 +44,38 @@ class SchedulerNeverStepped(StaticRule):
     code = "LR005"
 
     def check(self, model: Model) -> Iterable[Report]:
-        if not model.schedulers or introspective(model):
+        if not model.schedulers:
             return
         by_site: Dict[int, List[SchedulerObj]] = {}
         for scheduler in model.schedulers:
             by_site.setdefault(id(scheduler.site), []).append(scheduler)
-        reported_names: Set[tuple] = set()
-        for schedulers in sorted(by_site.values(), key=lambda group: model.line(group[0].site)):
+        # The cheap tests first, in any order; source positions, the module's syntax index and the
+        # order by line are paid for only when a scheduler is left unstepped (a module of a thousand
+        # stepped schedulers never resolves a position).
+        candidates = []
+        for schedulers in by_site.values():
             site = schedulers[0].site
             if not any(e.node is site for s in schedulers for e in model.constructions(s)):
                 continue
             if any(self._may_run(model, s) for s in schedulers):
                 continue
+            # The optimizer it drives does train in this module: the schedule was meant to apply.
+            # (A training helper of another module given the optimizer counts: torchvision's
+            # ``train_one_epoch(model, optimizer, ...)`` imported from its engine module.)
+            if not any(model.steps_of_optimizers(model.optimizers_of(s), include_external=True) for s in schedulers):
+                continue
+            candidates.append(schedulers)
+        if not candidates or introspective(model):
+            return
+        reported_names: Set[tuple] = set()
+        for schedulers in sorted(candidates, key=lambda group: model.line(group[0].site)):
+            site = schedulers[0].site
             bound = binding(model, site)
             if bound is None or (bound.kind == "attribute" and not _private_to_plain_class(model, site, bound)):
                 continue  # stored somewhere a framework or another module may read it
             if bound.kind != "discarded" and may_escape(model, bound.names, bound.scope,
                                                         attributes=bound.kind == "attribute"):
                 continue  # stepped, passed, returned, stored, captured ... somewhere we cannot follow
-            # The optimizer it drives does train in this module: the schedule was meant to apply.
-            # (A training helper of another module given the optimizer counts: torchvision's
-            # ``train_one_epoch(model, optimizer, ...)`` imported from its engine module.)
-            if not any(model.steps_of_optimizers(model.optimizers_of(s), include_external=True) for s in schedulers):
-                continue
             if bound.kind != "discarded":
                 key = (id(bound.scope), bound.kind, bound.names)
                 if key in reported_names:
@@ -89,7 +98,7 @@ class SchedulerNeverStepped(StaticRule):
         """Stepped, composed into another scheduler, or handed on (returned, passed, prepared)."""
         if scheduler.parent is not None or steps_touching(model, scheduler):
             return True
-        return any(e.kind == "handoff" and e.target is scheduler and not _returned_to_caller(e) for e in model.events)
+        return any(e.target is scheduler and not _returned_to_caller(e) for e in model.events_of_kind("handoff"))
 
 
 def _returned_to_caller(event: Event) -> bool:
