@@ -275,7 +275,7 @@ class ParamRecord:
     ``momentum`` (SGD, RMSprop) or ``beta1``/``beta2`` (Adam family); rows are compressed as the LRs are.
     """
 
-    __slots__ = ("columns", "traj", "current", "changed", "_reported")
+    __slots__ = ("columns", "traj", "current", "changed", "_reported", "_index")
 
     KEYS = ("momentum", "beta1", "beta2")
 
@@ -285,29 +285,42 @@ class ParamRecord:
         self.current: Optional[list] = None  # the reading in force since traj.n
         self.changed = False  # some value differed from an earlier reading
         self._reported: set = set()
+        self._index: dict = {}  # (group, key) -> column
 
     def read(self, param_groups) -> Optional[list]:
-        """The row of the current values (floats), or None when one lives on an accelerator."""
-        row: list = []
-        cols = self.columns
-        k = 0
+        """The row of the current values (floats), or None when one lives on an accelerator.
+
+        A value that is missing or not a number in this reading keeps its previous value."""
+        found = []
         for j, g in enumerate(param_groups):
             m = g.get("momentum")
             betas = g.get("betas")
-            for key, v in (("momentum", m),) if m is not None else (
-                    (("beta1", betas[0]), ("beta2", betas[1])) if isinstance(betas, (tuple, list)) and len(betas) == 2
-                    else ()):
+            if m is not None:
+                pairs: tuple = (("momentum", m),)
+            elif isinstance(betas, (tuple, list)) and len(betas) == 2:
+                pairs = (("beta1", betas[0]), ("beta2", betas[1]))
+            else:
+                continue
+            for key, v in pairs:
                 if type(v) is not float:
+                    if isinstance(v, (bool, str)):  # a flag of some other optimizer, not a value
+                        continue
+                    if getattr(getattr(v, "device", None), "type", "cpu") != "cpu":
+                        return None  # reading it would synchronise the device
                     try:
-                        if getattr(getattr(v, "device", None), "type", "cpu") != "cpu":
-                            return None  # reading it would synchronise the device
                         v = float(v)
                     except (TypeError, ValueError):
                         continue
-                if k == len(cols):
-                    cols.append((j, key))
+                found.append((j, key, v))
+        row = list(self.current) if self.current is not None else []
+        for j, key, v in found:
+            c = self._index.get((j, key))
+            if c is None:
+                c = self._index[(j, key)] = len(self.columns)
+                self.columns.append((j, key))
+            while len(row) <= c:  # a column new in this reading
                 row.append(v)
-                k += 1
+            row[c] = v
         return row
 
     def at(self, step: int, row: list) -> List[tuple]:

@@ -335,3 +335,15 @@ def test_momentum_of_a_onecyclelr_inside_sequentiallr():
             sched.step()
     assert run.series()[0].params["momentum"] == rec.param(0, "momentum")
     assert len(set(rec.param(0, "momentum"))) > 5
+
+
+def test_param_record_keeps_columns_by_group_and_key():
+    p = ParamRecord()
+    groups = [{"momentum": 0.9}, {"betas": (0.9, 0.99)}]
+    p.at(0, p.read(groups))
+    assert p.columns == [(0, "momentum"), (1, "beta1"), (1, "beta2")]
+    groups[0]["momentum"] = True  # not a value (some other optimizer's flag): keeps its previous value
+    groups.append({"momentum": 0.5})  # a group added later
+    p.at(2, p.read(groups))
+    assert p.columns[3] == (2, "momentum") and p.current == [0.9, 0.9, 0.99, 0.5]
+    assert p.start(3) == 2 and not p.changed
