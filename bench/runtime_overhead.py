@@ -1,6 +1,7 @@
-"""What ``audit()`` costs: per-step time (interleaved, with and without the audit) and memory.
+"""What ``audit()`` costs: entering and leaving, per-step time (interleaved, with and without the audit),
+and memory.
 
-    python bench/runtime_overhead.py [--rounds 15] [--block 2000] [--mem-steps 1000000]
+    python bench/runtime_overhead.py [--rounds 31] [--block 1000] [--mem-steps 1000000] [--tensors 200000]
 
 Prints ratios and deltas; asserts nothing about time (numbers depend on the machine; on a shared
 machine read the "min" lines, the least disturbed blocks). On a machine with
@@ -88,6 +89,43 @@ def bench_cpu_step(rounds: int, block: int) -> None:
                   "momentum; thread CPU time):")
             print(f"  bare {b:8.2f} us   two no-op hooks {f:8.2f} us   audited {x:8.2f} us")
             print(f"  audited/bare = {x / b:.3f}  (+{x - b:.2f} us/step);  audited - hook floor = {x - f:+.2f} us/step")
+
+
+def bench_enter_exit(n_tensors: int, rounds: int) -> None:
+    """Entering and leaving an audit with ``n_tensors`` live tensors on the heap (a heap scan would grow
+    with them): ``audit(opt)`` with a scheduler kept in a local variable, and the global ``audit()``."""
+    heap = [torch.zeros(1) for _ in range(n_tensors)]
+    m = _model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    sched = L.StepLR(opt, step_size=10)
+    for p in m.parameters():
+        p.grad = torch.randn_like(p)
+    opt.step()
+    sched.step()
+
+    def targeted():
+        a = audit(opt)
+        a.start()
+        a.stop()
+
+    def global_one_step():
+        a = audit()
+        a.start()
+        opt.step()  # the global audit attaches the optimizer (and finds its scheduler) at its first step
+        a.stop()
+
+    for label, fn in (("audit(opt) enter+exit", targeted), ("audit() enter + one step + exit", global_one_step)):
+        times = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn()
+            for _ in range(rounds):
+                t = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t)
+        print(f"{label} with {len(heap):,} live tensors: min {min(times) * 1e3:.2f} ms, "
+              f"median {statistics.median(times) * 1e3:.2f} ms ({rounds} rounds, wall)")
+    del heap
 
 
 class _NoOpOptimizer(torch.optim.Optimizer):
@@ -209,9 +247,11 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=31)
     ap.add_argument("--block", type=int, default=1000)
     ap.add_argument("--mem-steps", type=int, default=1_000_000)
+    ap.add_argument("--tensors", type=int, default=200_000)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # a tiny model: intra-op threads only add noise
     print(f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)")
+    bench_enter_exit(args.tensors, args.rounds)
     bench_cpu_step(args.rounds, args.block)
     bench_memory(args.mem_steps)
     bench_cuda(args.rounds, args.block)

@@ -19,8 +19,10 @@ __all__ = ["run_command", "report_command", "export_command"]
 @click.option("--out", "-o", metavar="LR.JSON", type=click.Path(dir_okay=False),
               help="Write the LR trajectory (JSON) here, also when the script fails.")
 @click.option("--strict", is_flag=True, help="Exit 1 when the audit has findings.")
-@click.option("--expect", type=click.Choice(["scheduler"]),
-              help="Compare with what the attached scheduler alone would produce, one step per optimizer step (LR015).")
+@click.option("--expect", type=click.Choice(["scheduler", "scheduler-per-step"]),
+              help="LR015 when the LR differs from what the attached scheduler alone gives: 'scheduler' steps "
+              "it where it was really stepped (per batch or per epoch); 'scheduler-per-step' once per "
+              "optimizer step (also checks the cadence).")
 @click.option("-m", "module", is_flag=True, help="Run MODULE (a module name) like python -m does.")
 @click.argument("target", metavar="SCRIPT|MODULE")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -38,9 +40,11 @@ def run_command(ctx, out, strict, expect, module, target, args):
     lraudit run --strict -m mypkg.train --config small.yaml
     """
     _require_torch(ctx, "lraudit run")
-    from lraudit.runtime.runner import run_script
+    from lraudit.runtime.runner import leave, run_script
 
-    ctx.exit(run_script(target, list(args), module=module, out=out, strict=strict, expect=expect))
+    status = run_script(target, list(args), module=module, out=out, strict=strict, expect=expect)
+    leave(status)  # under torch.distributed: ends the process here (see lraudit.runtime.runner)
+    ctx.exit(status)
 
 
 def _require_torch(ctx, command: str) -> None:

@@ -27,8 +27,9 @@ class AuditSession:
     exception, then reported and saved on the main process. Shared by the Lightning and transformers
     callbacks so that they stay thin."""
 
-    def __init__(self, strict=False, expect=None, out=None, report=True, console=None):
+    def __init__(self, strict=False, expect=None, out=None, report=True, console=None, on_finding=None):
         self.strict = strict
+        self.on_finding = on_finding
         self.expect = expect
         self.out = out
         self.report = report
@@ -40,7 +41,7 @@ class AuditSession:
     def active(self) -> bool:
         return self._audit is not None
 
-    def start(self, optimizers):
+    def start(self, optimizers, schedulers=None):
         from lraudit.runtime import audit
 
         if self._audit is not None:  # a previous training that never reached its end
@@ -50,7 +51,8 @@ class AuditSession:
         optimizers = [o for o in optimizers if o is not None]
         if not optimizers:
             return None
-        self._audit = audit(optimizers, strict=self.strict, expect=self.expect)
+        self._audit = audit(optimizers, strict=self.strict, expect=self.expect, on_finding=self.on_finding,
+                            schedulers=[s for s in (schedulers or []) if s is not None])
         self.run = self._audit.start()
         return self.run
 

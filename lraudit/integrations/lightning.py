@@ -14,8 +14,13 @@ LearningRateMonitor's names (``lr-SGD``, ``lr-SGD/pg2``, ``lr-SGD/head``) with t
 x (step k: the LR update k used, as LearningRateMonitor logs it); momentum and betas too once a
 scheduler changed them (``lr-SGD-momentum``).
 
+``strict`` (False, True or ``"immediate"``), ``expect`` and ``on_finding`` are those of ``audit()``:
+``callback.run.findings`` grows while the Trainer runs, ``on_finding(finding)`` is called when each is
+found, and ``strict="immediate"`` stops training with ``LRAuditError`` at the first one.
+
 The audit starts at ``on_train_start`` on the raw torch optimizers behind ``trainer.optimizers`` (the
-schedulers of ``configure_optimizers`` already exist then; the audit attributes their steps) and stops
+schedulers of ``configure_optimizers`` already exist then, restored when resuming; they are attached
+from the start) and stops
 at ``on_train_end`` (or ``on_exception``), where the report is printed and the trajectory saved on the
 global-zero rank. Under DDP every rank records and the ranks compare at stop (LR016).
 
@@ -66,10 +71,11 @@ def lightning_order(trainer):
 
 
 class _LRAuditCallbackMixin:
-    def __init__(self, strict: bool = False, expect=None, out=None, report: bool = True, console=None,
-                 log: bool = False):
+    def __init__(self, strict=False, expect=None, out=None, report: bool = True, console=None,
+                 log: bool = False, on_finding=None):
         super().__init__()
-        self._session = AuditSession(strict=strict, expect=expect, out=out, report=report, console=console)
+        self._session = AuditSession(strict=strict, expect=expect, out=out, report=report, console=console,
+                                     on_finding=on_finding)
         self._log = SeriesLog() if log else None
 
     @property
@@ -80,7 +86,8 @@ class _LRAuditCallbackMixin:
     def on_train_start(self, trainer, pl_module):
         if self._log is not None:
             self._log = SeriesLog()
-        self._session.start(lightning_order(trainer))
+        schedulers = [getattr(c, "scheduler", None) for c in (getattr(trainer, "lr_scheduler_configs", None) or [])]
+        self._session.start(lightning_order(trainer), schedulers)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self._log is not None:
@@ -118,7 +125,8 @@ def _callback_class():
         cls.__module__ = __name__
         cls.__doc__ = (
             "Lightning callback auditing the LR of ``trainer.optimizers``: "
-            "``LRAuditCallback(strict=False, expect=None, out=None, log=False)``; the audit is ``callback.run``."
+            "``LRAuditCallback(strict=False, expect=None, out=None, log=False, on_finding=None)``; the audit "
+            "is ``callback.run``."
         )
         _CLASS = cls
     return _CLASS

@@ -9,8 +9,11 @@ trainer.train()
 cb.run.lrs()  # the LR of every optimizer step, equal to log_history's learning_rate at step k
 ```
 
-``on_train_begin`` receives accelerate's ``AcceleratedOptimizer``; the audit hooks the torch optimizer
-behind it (the only one whose step hooks fire once per real update). The audit stops at
+``on_train_begin`` receives accelerate's ``AcceleratedOptimizer`` and the scheduler (already restored
+with ``resume_from_checkpoint``); the audit hooks the torch optimizer behind it (the only one whose step
+hooks fire once per real update) and attaches the scheduler from the start. ``strict`` (False, True or
+``"immediate"``), ``expect`` and ``on_finding`` are those of ``audit()``: ``callback.run.findings`` grows
+during training. The audit stops at
 ``on_train_end``, where the report is printed and the trajectory saved on the world-zero process.
 transformers has no exception event: when ``trainer.train()`` raises, call ``callback.stop(exc)``, or
 use the callback as a context manager around ``train()`` (``with cb: trainer.train()``); a later
@@ -66,10 +69,11 @@ def _reporting_callbacks(trainer, args) -> list:
 
 
 class _LRAuditCallbackMixin:
-    def __init__(self, strict: bool = False, expect=None, out=None, report: bool = True, console=None,
-                 log: bool = False):
+    def __init__(self, strict=False, expect=None, out=None, report: bool = True, console=None,
+                 log: bool = False, on_finding=None):
         super().__init__()
-        self._session = AuditSession(strict=strict, expect=expect, out=out, report=report, console=console)
+        self._session = AuditSession(strict=strict, expect=expect, out=out, report=report, console=console,
+                                     on_finding=on_finding)
         self._main_process = True
         self._log_wanted = log
         self._log = None
@@ -80,13 +84,13 @@ class _LRAuditCallbackMixin:
         """The run of the last (or current) training: ``lrs()``, ``findings``, ``series()``, ``save()``."""
         return self._session.run
 
-    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         self._main_process = bool(getattr(state, "is_world_process_zero", True))
         if optimizer is None:  # never break training over the audit
             warnings.warn("lraudit: the Trainer passed no optimizer to on_train_begin; nothing is audited",
                           RuntimeWarning, stacklevel=2)
             return
-        self._session.start([optimizer])
+        self._session.start([optimizer], [lr_scheduler])
         if self._log_wanted:
             trainer = _calling_trainer()
             self._targets = _reporting_callbacks(trainer, args) if trainer is not None else []
@@ -141,7 +145,8 @@ def _callback_class():
         cls.__module__ = __name__
         cls.__doc__ = (
             "transformers TrainerCallback auditing the Trainer's optimizer: "
-            "``LRAuditCallback(strict=False, expect=None, out=None, log=False)``; the audit is ``callback.run``."
+            "``LRAuditCallback(strict=False, expect=None, out=None, log=False, on_finding=None)``; the audit "
+            "is ``callback.run``."
         )
         _CLASS = cls
     return _CLASS

@@ -4,10 +4,10 @@
 of the package (findings, the Run and its trajectory file, reports of saved trajectories) needs no
 torch. Never imports libcst.
 """
-from lraudit.runtime.findings import LRAuditInternalWarning, LRAuditWarning, RuntimeFinding
+from lraudit.runtime.findings import LRAuditInternalWarning, LRAuditNote, LRAuditWarning, RuntimeFinding
 from lraudit.runtime.run import Run
 
-__all__ = ["audit", "Audit", "Run", "RuntimeFinding", "LRAuditWarning", "LRAuditInternalWarning"]
+__all__ = ["audit", "Audit", "Run", "RuntimeFinding", "LRAuditWarning", "LRAuditInternalWarning", "LRAuditNote"]
 
 
 def __getattr__(name):

@@ -11,6 +11,10 @@ what happens between two applied steps; the scheduler steps in each interval dec
 
 The same methods are called live from the hooks (float LRs) or replayed at the end from values copied
 on the device (tensor LRs), so both give the same findings.
+
+Findings are *emitted* (``emit`` callback) as soon as they are certain: most at the observation that
+decides them, LR001 once the second interval closed (it may yet turn out to be LR013), LR005 only at
+the end. :meth:`Checker.finish` builds the final list, with the totals counted over the whole run.
 """
 from __future__ import annotations
 
@@ -37,8 +41,39 @@ def fmt_list(vs) -> str:
     return "[" + ", ".join(fmt(v) for v in vs) + "]" if len(vs) != 1 else fmt(vs[0])
 
 
+class Positions:
+    """Where a scheduler was stepped: the number of applied optimizer steps before each of its steps,
+    stored as arithmetic runs ``[start, stride, count]`` (per-batch and per-epoch cadences are one run)."""
+
+    __slots__ = ("runs", "n")
+
+    def __init__(self) -> None:
+        self.runs: List[list] = []
+        self.n = 0
+
+    def add(self, pos: int) -> None:
+        self.n += 1
+        runs = self.runs
+        if runs:
+            last = runs[-1]
+            if last[2] == 1 and pos >= last[0]:
+                last[1] = pos - last[0]
+                last[2] = 2
+                return
+            if pos == last[0] + last[1] * last[2]:
+                last[2] += 1
+                return
+        runs.append([pos, 0, 1])
+
+    def __iter__(self):
+        for start, stride, count in self.runs:
+            for i in range(count):
+                yield start + stride * i
+
+
 class SchedStats:
-    __slots__ = ("attach_idx", "attach_step", "n_top", "first_idx", "last_idx", "first_step")
+    __slots__ = ("attach_idx", "attach_step", "n_top", "first_idx", "last_idx", "first_step", "positions",
+                 "with_args")
 
     def __init__(self, attach_idx: int, attach_step: int) -> None:
         self.attach_idx = attach_idx
@@ -47,6 +82,8 @@ class SchedStats:
         self.first_idx: Optional[int] = None
         self.last_idx: Optional[int] = None
         self.first_step: Optional[int] = None
+        self.positions: Optional[Positions] = None  # recorded for expect="scheduler"
+        self.with_args = 0  # steps given an explicit epoch
 
 
 class Write:
@@ -57,13 +94,28 @@ class Write:
         self.at, self.where, self.partial, self.ratio = at, where, partial, ratio
 
 
+Emit = Callable[[RuntimeFinding], None]
+
+
 class Checker:
-    def __init__(self, name: str, sched_name: Callable[[int], str],
-                 where: Optional[Callable[[str], Optional[str]]] = None, prior: bool = False) -> None:
+    def __init__(self, name: str, info: Callable[[int], dict],
+                 where: Optional[Callable[[str], Optional[str]]] = None, prior: bool = False,
+                 emit: Optional[Emit] = None, reads_lr_first: bool = False,
+                 record_positions: bool = False) -> None:
         self.name = name  # series name, "lr-SGD"
-        self.sched_name = sched_name  # sid -> "StepLR"
+        self.info = info  # sid -> {"name", "parent", "stepped", "ratio_preserving", "plateau"}
         self.where = where  # lazily locates the code around a manual write (live mode only)
         self.prior = prior  # the optimizer stepped before the audit started
+        self.emit = emit  # receives each finding once it is certain
+        self.reads_lr_first = reads_lr_first  # LBFGS: the update uses the LR read before the closure
+        self.record_positions = record_positions
+        self.emitted: Dict[str, RuntimeFinding] = {}
+        self.extra: List[RuntimeFinding] = []  # decided outside (LR017-LR019): kept as they were emitted
+        self.lr002: Optional[Tuple[Write, str]] = None
+        self.lr004_ratio: Optional[tuple] = None
+        self.lr011: Optional[Tuple[int, int, int]] = None
+        self.raw = True  # observations are the group dicts' own float objects (no conversion)
+        self.written: set = set()  # groups some manual write changed
         self.traj = Trajectory()
         self.steps = 0  # applied optimizer steps
         self.idx = 0  # observation counter (orders writes and attachments)
@@ -118,26 +170,44 @@ class Checker:
             self.iskips += 1
             self.nskips += 1
             return
-        if vals != self.traj.last_row:  # the update used the LR as it was after the closure
+        if vals != self.traj.last_row and not self.reads_lr_first:
+            # the update used the LR as it was after the closure (LBFGS read it before calling it)
             self._check_valid(vals)
             self.traj.replace_last(vals)
             if self.past_end is not None:
                 self._lr009(vals)
         self._applied()
 
-    def sched_begin(self, vals: list, sid: int) -> None:
+    def post_unchanged(self) -> None:
+        """``post`` for a step without a closure nor ``found_inf``: the LRs are those seen at ``pre``."""
+        self.idx += 1
+        self._applied()
+
+    def sched_begin(self, vals: list, sid: int, has_args: bool = False) -> None:
         self.idx += 1
         if vals != self.last:
             if self.last is not None:
                 self._external(vals, AT_SCHED, sid)
             self.last = vals
-        st = self._stat(sid)
+        st = self.stats.get(sid)
+        if st is None:
+            st = self._stat(sid)
         st.n_top += 1
+        st.last_idx = self.idx
+        ic = self.icount
+        ic[sid] = ic.get(sid, 0) + 1
+        if self.record_positions:
+            if st.positions is None:
+                st.positions = Positions()
+            st.positions.add(self.steps)
+            if has_args:
+                st.with_args += 1
         if st.first_idx is None:
             st.first_idx = self.idx
             st.first_step = self.steps
-        st.last_idx = self.idx
-        self.icount[sid] = self.icount.get(sid, 0) + 1
+            self._first_sched_step(sid)
+        elif len(self.stats) > 1 and self.lr011 is None:
+            self._check_lr011()
 
     def sched_end(self, vals: list, sid: int, past_end: Optional[str]) -> None:
         self.idx += 1
@@ -145,6 +215,8 @@ class Checker:
         self.past_end = (sid, past_end) if past_end else None
 
     def ctor(self, vals: list, sid: int, restart_of: Optional[int]) -> None:
+        """A scheduler built during the audit; ``restart_of``: the same kind of scheduler it restarts
+        (an LR006), None for a first one or a new phase."""
         self.idx += 1
         self.last = vals
         self.past_end = None
@@ -153,14 +225,18 @@ class Checker:
         st.attach_step = self.steps
         if restart_of is not None:
             self._hit("LR006", step=self.steps, group=0, kind="scheduler", sid=sid)
+            self._emit("LR006")
 
     def attach(self, sid: int) -> None:
         """A scheduler that already drove this optimizer when the audit started."""
         self._stat(sid)
 
     def opt_ctor(self, cls_name: str) -> None:
+        """A rebuild of this optimizer (same class, same parameters, weights not rewritten) after it
+        stepped: its state restarts."""
         if self.steps or self.pending:
             self._hit("LR006", step=self.steps, group=0, kind="optimizer", cls=cls_name)
+            self._emit("LR006")
 
     def load_begin(self, vals: list) -> None:
         self.idx += 1
@@ -182,7 +258,24 @@ class Checker:
         """A finding explained from an exception a scheduler raised; ``{step}``/``{name}`` are filled in."""
         if not any(f.rule == rule for f in self.notes):
             text = message.format(step=self.steps, name=self.name)
-            self.notes.append(RuntimeFinding(rule, text, self.steps, group, self.name))
+            f = RuntimeFinding(rule, text, self.steps, group, self.name)
+            self.notes.append(f)
+            if rule not in self.hits and rule not in self.emitted:
+                self.emitted[rule] = f
+                if self.emit is not None:
+                    self.emit(f)
+
+    def add(self, rule: str, message: str, step: Optional[int] = None, group: Optional[int] = 0) -> Optional[
+            RuntimeFinding]:
+        """A finding decided by the audit (LR017-LR019), once per rule and optimizer; emitted at once."""
+        if rule in self.emitted:
+            return None
+        f = RuntimeFinding(rule, message, self.steps if step is None else step, group, self.name)
+        self.extra.append(f)
+        self.emitted[rule] = f
+        if self.emit is not None:
+            self.emit(f)
+        return f
 
     def stop(self, vals: Optional[list]) -> None:
         self.idx += 1
@@ -205,30 +298,133 @@ class Checker:
     def _close_interval(self, final: bool) -> None:
         ic = self.icount
         if ic:
-            sid, k = max(ic.items(), key=lambda kv: kv[1])
-            if self.steps == 0 and not self.prior:
+            if len(ic) == 1:
+                (sid, k), = ic.items()
+            else:
+                sid, k = max(ic.items(), key=_count)
+            if k == 1 and self.steps:  # the canonical interval: one scheduler step
+                ic.clear()
+            elif self.steps == 0 and not self.prior:
                 if self.iskips or k >= 2:
                     self._hit("LR013", step=0, group=0, sid=sid, k=k, skips=self.iskips, first=True)
+                    self._emit("LR013")
                 else:
-                    self._hit("LR001", step=0, group=0, sid=sid, k=k)
+                    # ReduceLROnPlateau consumes a metric, not a position in a schedule: stepped on a
+                    # baseline validation before training it shifts nothing
+                    first = [s for s in ic if not self.info(s).get("plateau")]
+                    if first:
+                        self._hit("LR001", step=0, group=0, sid=first[0], k=ic[first[0]])
             elif k >= 2 and not final:  # extra steps after the last update are never used
                 self._hit("LR013", step=self.steps, group=0, sid=sid, k=k, skips=self.iskips, first=False)
+                self._merge_lr001()
+                self._emit("LR013")
             ic.clear()
         self.iskips = 0
+        if self.hits and (self.steps >= 1 or final) and "LR001" in self.hits and "LR001" not in self.emitted:
+            self._emit("LR001")  # LR013 did not take its place
 
     def _hit(self, rule: str, **details) -> None:
         self.counts[rule] = self.counts.get(rule, 0) + 1
         if rule not in self.hits:
             self.hits[rule] = details
 
+    def _merge_lr001(self) -> None:
+        """Stepped before the first update *and* several times per update: the cause is the step count
+        (accumulation, skipped steps), reported once as LR013 from step 0 (unless LR001 was already
+        emitted)."""
+        h1 = self.hits.get("LR001")
+        h = self.hits.get("LR013")
+        if h1 is None or h is None or "LR001" in self.emitted or h["sid"] != h1["sid"] or "LR013" in self.emitted:
+            return
+        del self.hits["LR001"]
+        h["before_first"] = h1["k"]
+        h["step"] = 0
+
+    def _emit(self, rule: str) -> None:
+        if rule in self.emitted or self.emit is None:
+            return
+        f = self._build(rule)
+        if f is not None:
+            self.emitted[rule] = f
+            self.emit(f)
+
     def _check_valid(self, vals: list) -> None:
         for j, v in enumerate(vals):
             if not (v >= 0.0) or v == INF:
                 self._hit("LR014", step=self.steps, group=j, value=v)
+                self._emit("LR014")
 
     def _lr009(self, vals: list) -> None:
         sid, why = self.past_end  # type: ignore[misc]
         self._hit("LR009", step=self.steps, group=0, sid=sid, why=why, value=vals[0] if vals else None)
+        self._emit("LR009")
+
+    def _wrote_all(self, old: list, vals: list, changed: list, n: int) -> bool:
+        """LR004 judges the write, not the values: a write to every group may leave some unchanged (a
+        clamp at a floor). A group counts as written when its value object was replaced by an equal one
+        (exact, for float LRs read as they are), or when the values look like such a clamp and the
+        group was written before (then reached its floor and stays there)."""
+        ch = set(changed)
+        rest = [j for j in range(n) if j not in ch]
+        if self.raw and all(vals[j] is not old[j] for j in rest):
+            self.written.update(rest)
+            return True
+        return all(j in self.written for j in rest) and _clamp_like(old, vals, changed, n)
+
+    # -- live decisions for the rules that need a scheduler to drive the optimizer -----------------
+    def _drivers(self) -> Dict[int, SchedStats]:
+        return {sid: st for sid, st in self.stats.items() if st.n_top > 0}
+
+    def _first_sched_step(self, sid: int) -> None:
+        """A scheduler stepped for the first time: writes seen earlier may now fight it; it may
+        interleave with another."""
+        if self.lr002 is None:
+            for w in self.writes + ([self.last_write] if self.last_write else []):
+                if self._lr002_for(w):
+                    break
+        if self.lr004_ratio is None and self.first_partial is None:
+            for w, old, new in self.ratio_writes:  # type: ignore[misc]
+                if self._lr004_ratio_for(w, old, new):
+                    break
+        if self.lr011 is None and len(self.stats) > 1:
+            self._check_lr011()
+
+    def _lr002_for(self, w: "Write") -> bool:
+        if self.lr002 is not None:
+            return True
+        fighting = [sid for sid, st in self.stats.items() if st.n_top > 0 and w.idx > st.attach_idx]
+        if not fighting:
+            return False
+        self.lr002 = (w, ", ".join(sorted({self.sched_name(sid) for sid in fighting})))
+        self._emit("LR002")
+        return True
+
+    def _lr004_ratio_for(self, w: "Write", old: list, new: list) -> bool:
+        if self.lr004_ratio is not None:
+            return True
+        keepers = [sid for sid, st in self.stats.items()
+                   if st.n_top > 0 and w.idx > st.attach_idx and self.info(sid)["ratio_preserving"]]
+        if not keepers:
+            return False
+        self.lr004_ratio = (w, old, new, keepers[0])
+        if self.first_partial is None:
+            self._emit("LR004")
+        return True
+
+    def _check_lr011(self) -> None:
+        top = sorted((st.first_idx, st.last_idx, sid, st.first_step) for sid, st in self.stats.items()
+                     if st.n_top > 0 and st.first_idx is not None)
+        for a in range(len(top)):
+            for b in range(a + 1, len(top)):
+                fa, la, sa, _ = top[a]
+                fb, lb, sb, stepb = top[b]
+                if fb < la:  # b started before a's last step: they interleave
+                    self.lr011 = (sa, sb, stepb)
+                    self._emit("LR011")
+                    return
+
+    def sched_name(self, sid: int) -> str:
+        return self.info(sid)["name"]
 
     def _external(self, vals: list, at: str, sid: Optional[int] = None) -> None:
         old = self.last
@@ -237,11 +433,12 @@ class Checker:
         n = min(n_old, len(vals))
         changed = [j for j in range(n) if not same(old[j], vals[j])]
         if not changed:
-            return  # only new groups (add_param_group)
+            return  # only new groups (add_param_group), or values written back unchanged
         self.past_end = None
         self.n_writes += 1
-        partial = n_old >= 2 and len(changed) < n_old
-        ratio = not partial and n >= 2 and _ratios_changed(old, vals, n)
+        partial = n_old >= 2 and len(changed) < n_old and not self._wrote_all(old, vals, changed, n)
+        self.written.update(changed)
+        ratio = not partial and n >= 2 and len(changed) == n_old and _ratios_changed(old, vals, n)
         keep = len(self.writes) < _KEEP_WRITES or (partial and self.first_partial is None) or (
             ratio and len(self.ratio_writes) < _KEEP_WRITES)
         where = None
@@ -258,186 +455,234 @@ class Checker:
                 self.first_partial = w
         if ratio and len(self.ratio_writes) < _KEEP_WRITES:
             self.ratio_writes.append((w, list(old[:n]), list(vals[:n])))  # type: ignore[arg-type]
+        if partial and self.first_partial is w:
+            self._emit("LR004")
+        elif ratio and self.lr004_ratio is None and self.first_partial is None:
+            self._lr004_ratio_for(w, list(old[:n]), list(vals[:n]))
+        if self.lr002 is None:
+            self._lr002_for(w)
 
     # -- verdicts --------------------------------------------------------------------------------
-    def finish(self, info: Callable[[int], dict]) -> List[RuntimeFinding]:
-        """Findings of this optimizer; ``info(sid)`` gives ``{"name", "parent", "ratio_preserving"}``."""
-        hits = dict(self.hits)
+    def finish(self, info: Optional[Callable[[int], dict]] = None) -> List[RuntimeFinding]:
+        """Every finding of this optimizer, with totals over the whole run. Findings not emitted live
+        (LR005, anything decided only now) are emitted here."""
+        if info is not None:
+            self.info = info
+        self._merge_lr001()
         out: List[RuntimeFinding] = []
         for note in self.notes:  # an explained exception; a finding seen before it says more
-            if note.rule not in hits:
+            if note.rule not in self.hits:
                 out.append(note)
-        add = out.append
+        out.extend(self.extra)
+        for rule in _ORDER:
+            f = self._build(rule)
+            if f is None:
+                continue
+            out.append(f)
+            if rule not in self.emitted:
+                self.emitted[rule] = f
+                if self.emit is not None:
+                    self.emit(f)
+        return out
+
+    def _build(self, rule: str) -> Optional[RuntimeFinding]:
+        builder = getattr(self, "_build_" + rule, None)
+        return builder() if builder is not None else None
+
+    def _build_LR001(self) -> Optional[RuntimeFinding]:
+        h = self.hits.get("LR001")
+        if h is None:
+            return None
+        s = self.sched_name(h["sid"])
+        times = "" if h["k"] == 1 else f" {h['k']} times"
+        return RuntimeFinding(
+            "LR001",
+            f"{s}.step() ran{times} before the first step of {self.name}, so optimizer step 0 "
+            "(all param groups) already used the schedule's second value: the whole schedule is shifted "
+            f"by one step. Call {s}.step() after optimizer.step(), not before.",
+            0, 0, self.name)
+
+    def _build_LR013(self) -> Optional[RuntimeFinding]:
+        h = self.hits.get("LR013")
+        if h is None:
+            return None
         name = self.name
-
-        def sched(sid):
-            return info(sid)["name"]
-
-        if "LR001" in hits and "LR013" in hits and hits["LR013"]["sid"] == hits["LR001"]["sid"]:
-            # stepped before the first update *and* several times per update: the cause is the step
-            # count (accumulation, skipped steps), reported once as LR013 from step 0
-            h1 = hits.pop("LR001")
-            h = hits["LR013"]
-            h["before_first"] = h1["k"]
-            h["step"] = 0
-        if "LR001" in hits:
-            h = hits["LR001"]
-            times = "" if h["k"] == 1 else f" {h['k']} times"
-            add(RuntimeFinding(
-                "LR001",
-                f"{sched(h['sid'])}.step() ran{times} before the first step of {name}, so optimizer step 0 "
-                "(all param groups) already used the schedule's second value: the whole schedule is shifted "
-                f"by one step. Call {sched(h['sid'])}.step() after optimizer.step(), not before.",
-                0, 0, name))
-        if "LR013" in hits:
-            h = hits["LR013"]
-            s = sched(h["sid"])
-            if h["skips"]:
-                when = ("before the first applied update" if h["first"]
-                        else f"between optimizer steps {h['step'] - 1} and {h['step']}")
-                msg = (f"{s}.step() ran {h['k']} time(s) {when} of {name} while GradScaler skipped "
-                       f"{h['skips']} optimizer step(s) for inf/NaN gradients (all param groups): the schedule "
-                       f"runs ahead of the updates actually applied ({self.nskips} skipped in total). Step "
-                       "the scheduler only when the optimizer step was applied (e.g. compare "
-                       "scaler.get_scale() before and after scaler.update()).")
+        s = self.sched_name(h["sid"])
+        if h["skips"]:
+            when = ("before the first applied update" if h["first"]
+                    else f"between optimizer steps {h['step'] - 1} and {h['step']}")
+            msg = (f"{s}.step() ran {h['k']} time(s) {when} of {name} while GradScaler skipped "
+                   f"{h['skips']} optimizer step(s) for inf/NaN gradients (all param groups): the schedule "
+                   f"runs ahead of the updates actually applied ({self.nskips} skipped in total). Step "
+                   "the scheduler only when the optimizer step was applied (e.g. compare "
+                   "scaler.get_scale() before and after scaler.update()).")
+        else:
+            if h.get("before_first"):
+                when = (f"between two optimizer steps of {name}, and {h['before_first']} time(s) before "
+                        "its first step")
+            elif h["first"]:
+                when = f"before the first step of {name}"
             else:
-                if h.get("before_first"):
-                    when = (f"between two optimizer steps of {name}, and {h['before_first']} time(s) before "
-                            "its first step")
-                elif h["first"]:
-                    when = f"before the first step of {name}"
-                else:
-                    when = f"between optimizer steps {h['step'] - 1} and {h['step']} of {name}"
-                msg = (f"{s}.step() ran {h['k']} times {when} (all param groups): the schedule advances "
-                       f"{h['k']}x faster than training, as when scheduler.step() runs every micro-batch "
-                       "under gradient accumulation. Step the scheduler once per optimizer step (inside the "
-                       "accumulation condition).")
-            add(RuntimeFinding("LR013", msg, h["step"], 0, name))
+                when = f"between optimizer steps {h['step'] - 1} and {h['step']} of {name}"
+            msg = (f"{s}.step() ran {h['k']} times {when} (all param groups): the schedule advances "
+                   f"{h['k']}x faster than training, as when scheduler.step() runs every micro-batch "
+                   "under gradient accumulation. Step the scheduler once per optimizer step (inside the "
+                   "accumulation condition).")
+        return RuntimeFinding("LR013", msg, h["step"], 0, name)
 
-        drivers = {sid: st for sid, st in self.stats.items() if st.n_top > 0}
+    def _build_LR002(self) -> Optional[RuntimeFinding]:
+        if self.lr002 is None:
+            return None
+        w, names = self.lr002
+        g = w.groups[0]
+        more = f" {self.n_writes} such changes in total." if self.n_writes > 1 else ""
+        return RuntimeFinding(
+            "LR002",
+            f"param_groups[{g}]['lr'] of {self.name} changed from {fmt(w.old[0])} to {fmt(w.new[0])} "
+            f"outside any scheduler step, before optimizer step {w.step} ({_where(w)}); {names} "
+            "also drives this optimizer, so two writers fight: a chainable scheduler compounds "
+            "the manual value, a closed-form one overwrites it at its next step. Write the LR in "
+            "one place: fold the manual change into the schedule (LambdaLR, SequentialLR) or "
+            f"drop the scheduler.{more}",
+            w.step, g, self.name)
 
-        # LR002: a manual write while a scheduler drives this optimizer
-        if self.n_writes and drivers:
-            candidates = self.writes + ([self.last_write] if self.last_write else [])
-            for w in candidates:
-                fighting = [sid for sid, st in drivers.items() if w.idx > st.attach_idx]
-                if fighting:
-                    names = ", ".join(sorted({sched(sid) for sid in fighting}))
-                    g = w.groups[0]
-                    more = f" {self.n_writes} such changes in total." if self.n_writes > 1 else ""
-                    add(RuntimeFinding(
-                        "LR002",
-                        f"param_groups[{g}]['lr'] of {name} changed from {fmt(w.old[0])} to {fmt(w.new[0])} "
-                        f"outside any scheduler step, before optimizer step {w.step} ({_where(w)}); {names} "
-                        "also drives this optimizer, so two writers fight: a chainable scheduler compounds "
-                        "the manual value, a closed-form one overwrites it at its next step. Write the LR in "
-                        "one place: fold the manual change into the schedule (LambdaLR, SequentialLR) or "
-                        f"drop the scheduler.{more}",
-                        w.step, g, name))
-                    break
-
-        # LR004: a manual write that moved only some groups, or broke ratios a scheduler keeps
+    def _build_LR004(self) -> Optional[RuntimeFinding]:
+        name = self.name
         if self.first_partial is not None:
             w = self.first_partial
             n = len(self.last or []) if self.last else None
             more = f" {self.n_partial} such changes in total." if self.n_partial > 1 else ""
-            add(RuntimeFinding(
+            return RuntimeFinding(
                 "LR004",
                 f"only param group(s) {fmt_groups(w.groups)} of {name} changed LR "
                 f"({fmt_list(w.old)} -> {fmt_list(w.new)}) before optimizer step {w.step}, outside any "
                 f"scheduler ({_where(w)}); the other group(s) kept theirs{'' if n is None else f' ({n} groups)'}. "
                 "Update every group (each scaled by its own factor), or let a scheduler move them "
                 f"together.{more}",
-                w.step, w.groups[0], name))
-        elif self.ratio_writes and drivers:
-            for w, old, new in self.ratio_writes:  # type: ignore[misc]
-                keepers = [sid for sid, st in drivers.items()
-                           if w.idx > st.attach_idx and info(sid)["ratio_preserving"]]
-                if keepers:
-                    add(RuntimeFinding(
-                        "LR004",
-                        f"every param group of {name} changed LR outside any scheduler before optimizer step "
-                        f"{w.step} ({_where(w)}), and the ratios between groups moved (to group 0: "
-                        f"{fmt_list(_ratios(old))} -> {fmt_list(_ratios(new))}) although "
-                        f"{sched(keepers[0])}, which keeps those ratios, drives this optimizer. Scale each "
-                        "group's own LR instead of writing one value into every group.",
-                        w.step, w.groups[0], name))
-                    break
+                w.step, w.groups[0], name)
+        if self.lr004_ratio is not None:
+            w, old, new, keeper = self.lr004_ratio
+            return RuntimeFinding(
+                "LR004",
+                f"every param group of {name} changed LR outside any scheduler before optimizer step "
+                f"{w.step} ({_where(w)}), and the ratios between groups moved (to group 0: "
+                f"{fmt_list(_ratios(old))} -> {fmt_list(_ratios(new))}) although "
+                f"{self.sched_name(keeper)}, which keeps those ratios, drives this optimizer. Scale each "
+                "group's own LR instead of writing one value into every group.",
+                w.step, w.groups[0], name)
+        return None
 
-        # LR005: attached, never stepped, while the optimizer stepped
+    def _build_LR005(self) -> Optional[RuntimeFinding]:
+        if "LR005" in self.emitted:
+            return self.emitted["LR005"]
         for sid, st in self.stats.items():
-            i = info(sid)
+            i = self.info(sid)
             if i["parent"] is not None or st.n_top or i["stepped"]:
                 continue
             n = self.steps - st.attach_step
             if n >= LR005_MIN_STEPS:
-                add(RuntimeFinding(
+                return RuntimeFinding(
                     "LR005",
-                    f"{i['name']} drives {name} but was never stepped while the optimizer took {n} steps "
+                    f"{i['name']} drives {self.name} but was never stepped while the optimizer took {n} steps "
                     f"(from step {st.attach_step}, all param groups): the run trained at a constant LR. Call "
                     f"{i['name']}.step() (per batch or per epoch, as it is sized), or hand it to whatever "
                     "steps it (Trainer, accelerate.prepare, Lightning's configure_optimizers).",
-                    st.attach_step, 0, name))
-                break
+                    st.attach_step, 0, self.name)
+        return None
 
-        if "LR006" in hits:
-            h = hits["LR006"]
-            n = self.counts["LR006"]
-            if h["kind"] == "scheduler":
-                cls = sched(h["sid"])
-                times = f" ({n} re-creations)" if n > 1 else ""
-                msg = (f"a new {cls} was built on {name} before optimizer step {h['step']} while a previous "
-                       f"{cls} had already stepped it{times}: the schedule restarts from its beginning (all "
-                       "param groups). Build the scheduler once, before the training loop.")
-            else:
-                msg = (f"a new {h['cls']} was built over the parameters of {name} after {h['step']} optimizer "
-                       f"steps: momentum and moment estimates restart (all param groups), and {name} is not "
-                       "stepped any more. Build the optimizer once, before the training loop.")
-            add(RuntimeFinding("LR006", msg, h["step"], 0, name))
+    def _build_LR006(self) -> Optional[RuntimeFinding]:
+        h = self.hits.get("LR006")
+        if h is None:
+            return None
+        name = self.name
+        n = self.counts["LR006"]
+        if h["kind"] == "scheduler":
+            cls = self.sched_name(h["sid"])
+            times = f" ({n} re-creations)" if n > 1 else ""
+            msg = (f"a new {cls} was built on {name} before optimizer step {h['step']} while a previous "
+                   f"{cls} had already stepped it and had not reached its end{times}: the schedule restarts "
+                   "from its beginning (all param groups). Build the scheduler once, before the training "
+                   "loop.")
+        else:
+            msg = (f"a new {h['cls']} was built over the same parameters as {name} after {h['step']} "
+                   f"optimizer steps, with the weights carried on: momentum and moment estimates restart "
+                   f"(all param groups), and {name} is not stepped any more. Build the optimizer once, "
+                   "before the training loop.")
+        return RuntimeFinding("LR006", msg, h["step"], 0, name)
 
-        if "LR009" in hits:
-            h = hits["LR009"]
-            n = self.counts["LR009"]
-            more = f" {n} steps used such LRs." if n > 1 else ""
-            v = "" if h["value"] is None else f", group 0 lr={fmt(h['value'])}"
-            add(RuntimeFinding(
-                "LR009",
-                f"optimizer step {h['step']} of {name} used an LR computed past the schedule's end ({h['why']}"
-                f"{v}). Size the schedule in the unit it is stepped in (total optimizer steps when stepped "
-                f"per batch), or stop stepping after its end.{more}",
-                h["step"], h["group"], name))
+    def _build_LR009(self) -> Optional[RuntimeFinding]:
+        h = self.hits.get("LR009")
+        if h is None:
+            return None
+        n = self.counts["LR009"]
+        more = f" {n} steps used such LRs." if n > 1 else ""
+        v = "" if h["value"] is None else f", group 0 lr={fmt(h['value'])}"
+        return RuntimeFinding(
+            "LR009",
+            f"optimizer step {h['step']} of {self.name} used an LR computed past the schedule's end ({h['why']}"
+            f"{v}). Size the schedule in the unit it is stepped in (total optimizer steps when stepped "
+            f"per batch), or stop stepping after its end.{more}",
+            h["step"], h["group"], self.name)
 
-        # LR011: two independent schedulers interleave on this optimizer
-        top = sorted(((st.first_idx, st.last_idx, sid, st.first_step) for sid, st in drivers.items()))
-        done = False
-        for a in range(len(top)):
-            for b in range(a + 1, len(top)):
-                fa, la, sa, _ = top[a]
-                fb, lb, sb, stepb = top[b]
-                if fb < la and not done:  # b started before a's last step: they interleave
-                    add(RuntimeFinding(
-                        "LR011",
-                        f"{sched(sa)} and {sched(sb)} both step {name} independently (interleaved from "
-                        f"optimizer step {stepb}, all param groups): each writes the LR from its own state, "
-                        "so one overwrites or compounds the other. Compose them with SequentialLR (one after "
-                        "the other) or ChainedScheduler (both at once) and step only that.",
-                        stepb, 0, name))
-                    done = True
+    def _build_LR011(self) -> Optional[RuntimeFinding]:
+        if self.lr011 is None:
+            return None
+        sa, sb, stepb = self.lr011
+        return RuntimeFinding(
+            "LR011",
+            f"{self.sched_name(sa)} and {self.sched_name(sb)} both step {self.name} independently "
+            f"(interleaved from optimizer step {stepb}, all param groups): each writes the LR from its own "
+            "state, so one overwrites or compounds the other. Compose them with SequentialLR (one after "
+            "the other) or ChainedScheduler (both at once) and step only that.",
+            stepb, 0, self.name)
 
-        if "LR014" in hits:
-            h = hits["LR014"]
-            v = h["value"]
-            kind = "a NaN" if v != v else ("an infinite" if v == INF else "a negative")
-            effect = ("ascends the loss" if kind == "a negative" else "destroys the weights at the first update")
-            n = self.counts["LR014"]
-            more = f" ({n} observations of invalid LRs)" if n > 1 else ""
-            add(RuntimeFinding(
-                "LR014",
-                f"param group {h['group']} of {name} used {kind} LR ({fmt(v)}) at optimizer step {h['step']}"
-                f"{more}: it {effect}. Check the schedule's formula and its inputs (a division by zero, a "
-                "negative factor, a warm-up of length 0).",
-                h["step"], h["group"], name))
-        return out
+    def _build_LR014(self) -> Optional[RuntimeFinding]:
+        h = self.hits.get("LR014")
+        if h is None:
+            return None
+        v = h["value"]
+        kind = "a NaN" if v != v else ("an infinite" if v == INF else "a negative")
+        effect = ("ascends the loss" if kind == "a negative" else "destroys the weights at the first update")
+        n = self.counts["LR014"]
+        more = f" ({n} observations of invalid LRs)" if n > 1 else ""
+        return RuntimeFinding(
+            "LR014",
+            f"param group {h['group']} of {self.name} used {kind} LR ({fmt(v)}) at optimizer step {h['step']}"
+            f"{more}: it {effect}. Check the schedule's formula and its inputs (a division by zero, a "
+            "negative factor, a warm-up of length 0).",
+            h["step"], h["group"], self.name)
+
+
+def _count(kv):
+    return kv[1]
+
+
+_ORDER = ("LR001", "LR013", "LR002", "LR004", "LR005", "LR006", "LR009", "LR011", "LR014")
+
+
+def _clamp_like(old: list, new: list, changed: list, n: int) -> bool:
+    """A write to every group that left some at a bound: the changed groups all moved the same way, and
+    every unchanged group already sits at or beyond all of their new values in that direction
+    (``g["lr"] = max(g["lr"] * 0.5, min_lr)`` with one group at its floor). The values alone cannot tell
+    it from a write to some groups only; the write is judged by what it could have been, and silence
+    wins the tie."""
+    if not changed:
+        return False
+    down = all(new[j] < old[j] for j in changed)
+    up = all(new[j] > old[j] for j in changed)
+    if not (down or up):
+        return False
+    moved = [new[j] for j in changed]
+    bound = min(moved) if down else max(moved)
+    ch = set(changed)
+    for j in range(n):
+        if j in ch:
+            continue
+        if down and not new[j] <= bound:
+            return False
+        if up and not new[j] >= bound:
+            return False
+    return True
 
 
 def _ratios_changed(old: list, new: list, n: int) -> bool:

@@ -1,11 +1,22 @@
 """LR016: under ``torch.distributed``, the ranks compare their LR trajectories once, at the end of the audit.
 
 Each rank records its own trajectory during training with no communication at all. At stop the core
-calls :func:`compare_ranks`, which costs one small collective (an ``all_gather_object`` of a digest of
-every series); only when the digests differ does a second gather bring the run-length compressed series
-to every rank, so that each rank can name the first step and group where the ranks parted. Every rank
+calls :func:`compare_ranks`, which costs one small exchange (a digest of every series); only when the
+digests differ does a second exchange bring the run-length compressed series to every rank, so that
+each rank can name the first step and group where the ranks parted.
+
+The exchanges go through the default group's key-value store (the rendezvous store), not through a
+gloo/NCCL collective: an ``all_gather`` leaves an asynchronous work object in the backend's worker
+thread, whose destructor takes the GIL; destroyed when the script releases its DDP model, the process
+group's destructor then waits, holding the GIL, for that thread (a hang at exit in about half of the
+torchrun runs, or ``terminate called without an active exception`` at interpreter exit). Groups other
+than the default one use ``all_gather_object``. Every rank
 computes the same findings, so ``strict=True`` raises on all ranks together instead of leaving some of
 them waiting in a collective.
+
+Only the steps every rank took are compared: under ``torch.distributed.algorithms.Join`` (uneven inputs)
+a rank may take fewer steps, and the steps it did not take are no divergence. When the ranks took
+different numbers of steps, :func:`compare_ranks` says so in a note (no finding).
 
 Like any collective, it must be reached by every rank of the group: call ``stop()`` (leave the
 ``with`` block) on all ranks, before the process group is destroyed.
@@ -50,8 +61,9 @@ def value_at(runs: Runs, index: int) -> Optional[float]:
     return None
 
 
-def first_difference(a: Runs, b: Runs) -> Optional[int]:
-    """0-based index of the first step where two compressed series differ (length included), or None."""
+def first_difference(a: Runs, b: Runs, common_only: bool = False) -> Optional[int]:
+    """0-based index of the first step where two compressed series differ, or None. A series longer
+    than the other differs where the shorter ends, unless ``common_only`` (only steps both took)."""
     i = j = 0
     pos = 0
     left_a = a[0][1] if a else 0
@@ -69,7 +81,7 @@ def first_difference(a: Runs, b: Runs) -> Optional[int]:
         if left_b == 0:
             j += 1
             left_b = b[j][1] if j < len(b) else 0
-    if i < len(a) or j < len(b):
+    if (i < len(a) or j < len(b)) and not common_only:
         return pos  # one rank took more steps than the other
     return None
 
@@ -136,7 +148,7 @@ def divergences(per_rank: List[List[Tuple[str, str, int, Runs]]]):
         ref = next(r for r in present if r is not None)
         first = None
         for runs in present:
-            d = 0 if runs is None else first_difference(ref, runs)
+            d = 0 if runs is None else first_difference(ref, runs, common_only=True)
             if d is not None and (first is None or d < first):
                 first = d
         if first is None:
@@ -157,6 +169,31 @@ def divergences(per_rank: List[List[Tuple[str, str, int, Runs]]]):
     return out
 
 
+def step_counts(per_rank) -> Dict[str, Dict[int, List[int]]]:
+    """Per optimizer, the ranks grouped by the number of steps they recorded, when that differs."""
+    counts: Dict[str, Dict[int, List[int]]] = {}
+    for rank, summary in enumerate(per_rank):
+        seen = set()
+        for opt_name, _group, _k, runs in summary:
+            if opt_name in seen:
+                continue
+            seen.add(opt_name)
+            counts.setdefault(opt_name, {}).setdefault(_length(runs), []).append(rank)
+    return {o: c for o, c in counts.items() if len(c) > 1}
+
+
+def step_count_note(per_rank) -> Optional[str]:
+    parts = []
+    for opt_name, by_count in step_counts(per_rank).items():
+        text = "; ".join(f"{_ranks_text(ranks)} took {n}" for n, ranks in sorted(by_count.items()))
+        parts.append(f"{opt_name}: {text}")
+    if not parts:
+        return None
+    return ("lraudit: the ranks took different numbers of optimizer steps (uneven inputs, e.g. under "
+            "torch.distributed.algorithms.Join), so LR016 compared only the steps every rank took: "
+            + " | ".join(parts))
+
+
 def _message(name: str, step: int, values) -> str:
     used = "; ".join(
         f"{_ranks_text(ranks)} took no step" if v is None else f"{_ranks_text(ranks)} used {v:.6g}"
@@ -167,6 +204,35 @@ def _message(name: str, step: int, values) -> str:
         "Ranks that train with different LRs average gradients of different schedules; make every rank "
         "take the same LR decision (compute it identically or broadcast it from rank 0)."
     )
+
+
+_EXCHANGES = [0]  # per process: every rank makes the same sequence of exchanges, so keys agree
+
+
+def _default_store():
+    try:
+        from torch.distributed import distributed_c10d as c10d
+
+        return c10d._get_default_store()
+    except Exception:  # an older torch, or no store: fall back to the collective
+        return None
+
+
+def exchange(obj, world: int, group=None) -> list:
+    """Every rank's ``obj``, in rank order (a collective: every rank of ``group`` must call it)."""
+    import pickle
+
+    import torch.distributed as dist
+
+    store = _default_store() if group is None else None
+    if store is None:
+        out: List[Optional[object]] = [None] * world
+        dist.all_gather_object(out, obj, group=group)
+        return out
+    _EXCHANGES[0] += 1
+    key = f"lraudit/compare/{_EXCHANGES[0]}/"
+    store.set(key + str(dist.get_rank()), pickle.dumps(obj))
+    return [pickle.loads(store.get(key + str(r))) for r in range(world)]
 
 
 def compare_ranks(run, group=None) -> list:
@@ -183,14 +249,20 @@ def compare_ranks(run, group=None) -> list:
     if world < 2:
         return []
     summary = local_summary(run)
-    digests: List[Optional[str]] = [None] * world
-    dist.all_gather_object(digests, digest(summary), group=group)
+    digests = exchange(digest(summary), world, group)
     if len(set(digests)) == 1:
         return []
-    per_rank: List[Optional[list]] = [None] * world
-    dist.all_gather_object(per_rank, summary, group=group)  # only when ranks differ: every rank sees it
+    per_rank = exchange(summary, world, group)  # only when ranks differ: every rank sees it
 
     from lraudit.runtime import RuntimeFinding
+
+    note = step_count_note(per_rank)
+    if note is not None:
+        import warnings
+
+        from lraudit.runtime.findings import LRAuditNote
+
+        warnings.warn(note, LRAuditNote, stacklevel=3)
 
     findings = []
     from lraudit.runtime.series import series_name

@@ -3,9 +3,16 @@
 Accepted forms:
 - a callable ``step -> lr`` (the same LR for every group) or ``step -> [lr per group]``;
 - a sequence, one entry per optimizer step: an LR (every group) or a list (one per group);
-- ``"scheduler"``: what the scheduler attached to the optimizer alone would produce with exactly one
-  scheduler step per optimizer step, computed at the end of the audit on a shadow copy (a copy of the
-  scheduler driving a parameterless copy of the optimizer), never touching the real one;
+- ``"scheduler"``: what the scheduler attached to the optimizer alone would produce, stepped where it
+  was really stepped (per batch, per epoch, or on any cadence): a shadow copy (a copy of the scheduler
+  driving a parameterless copy of the optimizer, never the real one) is replayed at the end of the audit
+  with one step at each position the real scheduler stepped, so anything else that moved the LR (a
+  manual write, a second scheduler, a warm-up written by hand) shows as LR015. The copy is taken when
+  the audit starts (or the scheduler is built or first seen) and again after each
+  ``load_state_dict`` of the optimizer or the scheduler (a resume re-anchors the expectation);
+- ``"scheduler-per-step"``: what the scheduler alone would produce with exactly one scheduler step per
+  optimizer step: this also checks the cadence (a per-epoch schedule, or one stepped every micro-batch,
+  differs from it);
 - a dict mapping an optimizer (object, index or series name) to one of the above.
 
 Steps count from 0, the first optimizer step inside the audit.
@@ -21,6 +28,8 @@ from lraudit.runtime.findings import LRAuditWarning, RuntimeFinding
 from lraudit.runtime.series import close
 
 SCHEDULER = "scheduler"
+SCHEDULER_PER_STEP = "scheduler-per-step"
+MODES = (SCHEDULER, SCHEDULER_PER_STEP)
 _TABLE_ROWS = 5
 
 
@@ -33,8 +42,9 @@ def validate(expect: Any) -> Any:
             validate(v)
         return expect
     if isinstance(expect, str):
-        if expect != SCHEDULER:
-            raise ValueError(f"expect={expect!r}: the only string accepted is 'scheduler'")
+        if expect not in MODES:
+            raise ValueError(f"expect={expect!r}: the strings accepted are 'scheduler' (stepped where it "
+                             "was stepped) and 'scheduler-per-step' (one step per optimizer step)")
         return expect
     if callable(expect) or isinstance(expect, Sequence) or (
             hasattr(expect, "__len__") and hasattr(expect, "__getitem__")):
@@ -66,6 +76,56 @@ def expected_rows(spec: Any, n_steps: int, n_groups: int) -> Tuple[List[Optional
     for s in range(n_steps):
         rows.append(_row(seq[s], n_groups, f"expect[{s}]") if s < len(seq) else None)
     return rows, (len(seq) if len(seq) != n_steps else None)
+
+
+def wants(expect: Any, mode: Optional[str]) -> bool:
+    """Whether ``expect`` (or one of its per-optimizer entries) asks for ``mode`` (None: either mode)."""
+    values = list(expect.values()) if isinstance(expect, Mapping) else [expect]
+    return any(isinstance(v, str) and (mode is None or v == mode) for v in values)
+
+
+def simulate_anchored(anchors: List[tuple], positions: Any, n_steps: int,
+                      per_step: bool) -> Tuple[List[Optional[list]], Optional[str]]:
+    """Expected rows (one per optimizer step, None before the first anchor) replayed from each anchor
+    ``(step, scheduler steps before it, (shadow scheduler, shadow optimizer), lazy)`` until the next.
+
+    ``positions`` yields, for each real scheduler step in order, how many updates preceded it; a step at
+    position p comes before optimizer step p. ``per_step``: one step between two optimizer steps instead.
+    A lazy anchor was taken as the scheduler's first step began: it holds the LR of the update before.
+    """
+    from lraudit.runtime.patches import suppressed
+
+    rows: List[Optional[list]] = [None] * n_steps
+    stopped = None
+    order = sorted(range(len(anchors)), key=lambda i: (anchors[i][0], i))
+    with suppressed(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for rank, i in enumerate(order):
+            at, before, (sched, opt), lazy = anchors[i]
+            end = anchors[order[rank + 1]][0] if rank + 1 < len(order) else n_steps
+            if per_step:
+                start = at - 1 if lazy and at > 0 else at
+            else:
+                start = at
+            pos_iter = iter(positions)
+            for _ in range(before):  # the real steps the anchor already contains
+                next(pos_iter, None)
+            nxt = next(pos_iter, None)
+            try:
+                for t in range(start, min(end, n_steps)):
+                    if per_step:
+                        if t > start:
+                            sched.step()
+                    else:
+                        while nxt is not None and nxt <= t:
+                            sched.step()
+                            nxt = next(pos_iter, None)
+                    if t >= 0:
+                        rows[t] = [float(g["lr"]) for g in opt.param_groups]
+            except Exception as exc:  # OneCycleLR past its total: no expectation beyond
+                stopped = f"{type(sched).__name__} raised {type(exc).__name__}: {exc}"
+                break
+    return rows, stopped
 
 
 def simulate(snapshot: Tuple[Any, Any], n_steps: int) -> Tuple[List[list], Optional[str]]:

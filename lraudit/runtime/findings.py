@@ -11,6 +11,11 @@ class LRAuditWarning(UserWarning):
     """Warned by ``audit(strict=False)`` at exit, once per rule found."""
 
 
+class LRAuditNote(UserWarning):
+    """Something worth knowing about the run that is not a finding (ranks that took different numbers
+    of steps)."""
+
+
 class LRAuditInternalWarning(LRAuditWarning):
     """lraudit itself failed while observing (training was not affected; findings may be incomplete)."""
 

@@ -11,6 +11,7 @@ Observed:
   scheduler step is running (children of SequentialLR / ChainedScheduler) is *nested*: it is not an
   independent scheduler step. A step made while a scheduler is being constructed is its initial step.
 - ``__init__`` of every scheduler class (outermost call only) and of ``Optimizer``.
+- ``load_state_dict`` of every scheduler class (outermost call only): a resume re-anchors expectations.
 - ``GradScaler.step``: a call that did not reach ``optimizer.step()`` is a step skipped for inf/NaN.
 """
 from __future__ import annotations
@@ -30,9 +31,13 @@ _patched: List[Tuple[type, str, Any]] = []  # (class, attribute, original entry 
 _patched_keys: set = set()
 
 
-class _State:
+class _State(threading.local):
+    """Per thread: two threads each training (and auditing) their own optimizer never see each other's
+    scheduler steps as nested in theirs. Class attributes are every thread's starting values."""
+
     ctor_depth = 0  # scheduler constructors running
     step_depth = 0  # scheduler steps running
+    load_depth = 0  # scheduler load_state_dict running
     suppress = 0  # our own shadow computations
 
 
@@ -82,17 +87,30 @@ def _patch(cls: type, name: str, make: Callable[[Any], Any]) -> None:
 def _sched_step(original):
     @functools.wraps(original)
     def step(self, *args, **kwargs):
-        if not ACTIVE or state.suppress:
+        if not ACTIVE:
             return original(self, *args, **kwargs)
-        if state.ctor_depth:  # an initial step, part of a construction
+        st = state
+        if st.suppress or st.ctor_depth:  # our shadows; an initial step, part of a construction
             return original(self, *args, **kwargs)
-        if state.step_depth:  # a child of a composite scheduler, or a subclass calling super().step()
+        if st.step_depth:  # a child of a composite scheduler, or a subclass calling super().step()
             for a in tuple(ACTIVE):
                 a._on_sched_nested(self)
             return original(self, *args, **kwargs)
+        if len(ACTIVE) == 1:  # the usual case, without the lists
+            a = ACTIVE[0]
+            token = a._on_sched_begin(self, args, kwargs)
+            st.step_depth = 1
+            error = None
+            try:
+                return original(self, *args, **kwargs)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                st.step_depth = 0
+                a._on_sched_end(self, error, token)
         audits = tuple(ACTIVE)
-        for a in audits:
-            a._on_sched_begin(self, args, kwargs)
+        tokens = [a._on_sched_begin(self, args, kwargs) for a in audits]
         state.step_depth += 1
         error = None
         try:
@@ -102,8 +120,8 @@ def _sched_step(original):
             raise
         finally:
             state.step_depth -= 1
-            for a in audits:
-                a._on_sched_end(self, error)
+            for a, token in zip(audits, tokens):
+                a._on_sched_end(self, error, token)
 
     return step
 
@@ -124,6 +142,23 @@ def _sched_init(original):
                 a._on_sched_created(self)
 
     return __init__
+
+
+def _sched_load(original):
+    @functools.wraps(original)
+    def load_state_dict(self, *args, **kwargs):
+        if not ACTIVE or state.suppress or state.load_depth:  # a child of a composite loads with it
+            return original(self, *args, **kwargs)
+        state.load_depth += 1
+        try:
+            out = original(self, *args, **kwargs)
+        finally:
+            state.load_depth -= 1
+        for a in tuple(ACTIVE):
+            a._on_sched_loaded(self)
+        return out
+
+    return load_state_dict
 
 
 def _opt_init(original):
@@ -163,6 +198,7 @@ def _patch_class_tree(cls: type) -> None:
             if issubclass(c, (L.LRScheduler, L.ReduceLROnPlateau)):
                 _patch(c, "step", _sched_step)
                 _patch(c, "__init__", _sched_init)
+                _patch(c, "load_state_dict", _sched_load)
         _seen_classes.add(cls)
 
 
@@ -177,6 +213,7 @@ def _install() -> None:
         for cls in _all_subclasses(root):
             _patch(cls, "step", _sched_step)
             _patch(cls, "__init__", _sched_init)
+            _patch(cls, "load_state_dict", _sched_load)
             _seen_classes.add(cls)
     _patch(Optimizer, "__init__", _opt_init)
     scaler_roots = []
@@ -214,4 +251,4 @@ def release(audit: Any) -> None:
             ACTIVE.remove(audit)
         if not ACTIVE:
             _uninstall()
-            state.ctor_depth = state.step_depth = 0
+            state.ctor_depth = state.step_depth = state.load_depth = 0

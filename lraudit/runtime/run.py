@@ -111,6 +111,7 @@ class Run:
         self._audit = audit
         self._frozen: Optional[List[OptimizerSeries]] = None
         self._findings: List[RuntimeFinding] = []
+        self._live_ids: set = set()  # findings emitted during the run, replaced by their final form
 
     # -- data ------------------------------------------------------------------------------------
     def _series(self) -> List[OptimizerSeries]:
@@ -120,9 +121,16 @@ class Run:
             return []
         return self._audit._live_series()
 
+    def _live(self, finding: RuntimeFinding) -> None:
+        """A finding the audit is certain of, during the run (``findings`` grows as training goes)."""
+        self._findings.append(finding)
+        self._live_ids.add(id(finding))
+
     def _freeze(self, series: List[OptimizerSeries], findings: List[RuntimeFinding]) -> None:
         self._frozen = series
-        self._findings = list(findings) + self._findings
+        others = [f for f in self._findings if id(f) not in self._live_ids]  # added from outside
+        self._findings = list(findings) + others
+        self._live_ids = set()
         self._audit = None
 
     def _select(self, optimizer: Any) -> OptimizerSeries:

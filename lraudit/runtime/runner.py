@@ -11,20 +11,44 @@ Under ``torch.distributed`` (say ``torchrun --no-python lraudit run train.py``),
 with ``dist.destroy_process_group()``, after which ranks can no longer talk: the runner compares the
 ranks (LR016) just before the default group is destroyed. Ranks other than 0 print their report only
 when it has findings and write their trajectory next to ``--out`` with a ``.rankN`` suffix.
+
+Workers started with ``torch.multiprocessing.spawn`` (or ``start_processes``) run under an audit of
+their own: the target is wrapped in a picklable :class:`_AuditedWorker`, which audits the worker,
+compares the ranks before its process group is destroyed, prints its report (rank 0, or any rank with
+findings), writes its trajectory (``--out``, ``.rankN`` for the others) and tells the parent what it
+found (``--strict`` counts the workers' findings).
+
+Exit: once a process used ``torch.distributed``, the gloo/NCCL objects the script left behind are not
+destroyed by interpreter finalization (their destructors can deadlock on the GIL with a gloo thread, or
+abort the process with ``terminate called without an active exception``): after the report and the
+trajectory are written, :func:`leave` runs the ``atexit`` handlers, flushes every open file and ends the
+process with ``os._exit``.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import gc
 import importlib.util
+import io
+import json
 import os
 import runpy
 import sys
+import tempfile
 import traceback
 import warnings
-from typing import Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
+
+# What the script left behind (its globals, its exception and so its frames) lives until the interpreter
+# exits, as it does under ``python script.py``. Dropped earlier, inside run_script, the last reference to
+# a DDP model or a gloo process group is released while the process still runs its threads normally:
+# the process group's destructor then waits, holding the GIL, for a gloo thread that waits for the GIL
+# (a hang at exit in about half of the torchrun runs). At interpreter exit such threads are stopped first.
+_KEPT_ALIVE: list = []
 
 
 def _exit_status(code) -> int:
@@ -52,6 +76,19 @@ def _print_script_traceback(exc: BaseException) -> None:
     traceback.print_exception(type(exc), exc, tb or exc.__traceback__, file=sys.stderr)
 
 
+_PROCESS: Dict[str, Any] = {"distributed": False, "rank": None}  # what this process did
+
+
+def _distributed_in_use() -> bool:
+    if _PROCESS["distributed"]:
+        return True
+    dist = sys.modules.get("torch.distributed")
+    try:
+        return bool(dist is not None and dist.is_available() and dist.is_initialized())
+    except Exception:  # pragma: no cover
+        return False
+
+
 @contextlib.contextmanager
 def _compare_ranks_before_destroy(run):
     """While the script runs, ``torch.distributed.destroy_process_group()`` first compares the ranks."""
@@ -70,6 +107,11 @@ def _compare_ranks_before_destroy(run):
     def destroy_process_group(group=None, *args, **kwargs):
         if group is None and not done and dist.is_initialized():
             done.append(True)
+            _PROCESS["distributed"] = True
+            try:
+                _PROCESS["rank"] = dist.get_rank()
+            except Exception:  # pragma: no cover
+                pass
             from lraudit.runtime.distributed import compare_ranks
 
             run.add_findings(compare_ranks(run))
@@ -84,10 +126,147 @@ def _compare_ranks_before_destroy(run):
 
 
 def _rank() -> int:
+    if _PROCESS["rank"] is not None:
+        return int(_PROCESS["rank"])
+    dist = sys.modules.get("torch.distributed")
+    try:
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            return dist.get_rank()
+    except Exception:  # pragma: no cover
+        pass
     try:
         return int(os.environ.get("RANK", "0"))
     except ValueError:
         return 0
+
+
+# -- mp.spawn workers ---------------------------------------------------------------------------------
+class _AuditedWorker:
+    """An ``mp.spawn`` target that runs under an audit in the worker (pickled by reference to ``fn``)."""
+
+    def __init__(self, fn: Callable, options: dict) -> None:
+        self.fn = fn
+        self.options = options
+
+    def __call__(self, index: int, *args: Any) -> Any:
+        return _run_worker(self.fn, index, args, self.options)
+
+
+def _run_worker(fn: Callable, index: int, args: tuple, options: dict) -> Any:
+    from rich.console import Console
+
+    from lraudit.runtime import LRAuditInternalWarning, LRAuditWarning, audit
+    from lraudit.runtime.trajectory_report import render_trajectory
+
+    session = audit(None, strict=False, expect=options.get("expect"))
+    run = session.start()
+    failure: Optional[BaseException] = None
+    try:
+        with _compare_ranks_before_destroy(run):
+            return fn(index, *args)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=LRAuditWarning)
+            warnings.filterwarnings("default", category=LRAuditInternalWarning)
+            try:
+                session.stop(failure)
+            except Exception as exc:  # an lraudit bug must not hide the worker's result
+                print(f"lraudit run: internal error while finishing the audit: {exc!r}", file=sys.stderr)
+        rank = _PROCESS["rank"] if _PROCESS["rank"] is not None else index
+        data = run.to_dict()
+        if data.get("optimizers") or data.get("findings"):
+            if rank == 0 or data.get("findings"):
+                render_trajectory(data, Console(stderr=True),
+                                  title=f"lraudit run: spawned worker {index} (rank {rank})")
+            out = options.get("out")
+            if out:
+                path = _rank_path(out, rank)
+                try:
+                    run.save(path)
+                    print(f"lraudit run: trajectory written to {path}", file=sys.stderr)
+                except OSError as exc:
+                    print(f"lraudit run: could not write the trajectory to {path}: {exc}", file=sys.stderr)
+        summary_dir = options.get("summary_dir")
+        if summary_dir:
+            try:
+                with open(os.path.join(summary_dir, f"worker{index}.json"), "w", encoding="utf-8") as fh:
+                    json.dump({"rank": rank, "findings": len(data.get("findings") or []),
+                               "optimizers": len(data.get("optimizers") or [])}, fh)
+            except OSError:  # pragma: no cover - the parent then reports what it knows
+                pass
+        if failure is None and _distributed_in_use():
+            leave(0)  # the worker's own exit would tear down gloo at finalization (see the module doc)
+
+
+@contextlib.contextmanager
+def _audit_spawned_workers(options: dict):
+    """While the script runs, ``torch.multiprocessing.spawn``/``start_processes`` audit their workers."""
+    mp_spawn = sys.modules.get("torch.multiprocessing.spawn")
+    mp = sys.modules.get("torch.multiprocessing")
+    if mp_spawn is None or mp is None:
+        try:
+            import torch.multiprocessing as mp
+            import torch.multiprocessing.spawn as mp_spawn
+        except ImportError:  # pragma: no cover
+            yield
+            return
+    original = mp_spawn.start_processes
+
+    @functools.wraps(original)
+    def start_processes(fn, *args, **kwargs):
+        return original(_AuditedWorker(fn, options), *args, **kwargs)
+
+    patched = [(mp_spawn, "start_processes"), (mp, "start_processes")]
+    saved = [(m, n, getattr(m, n, None)) for m, n in patched]
+    for m, n in patched:
+        if getattr(m, n, None) is original:
+            setattr(m, n, start_processes)
+    try:
+        yield
+    finally:
+        for m, n, old in saved:
+            if getattr(m, n, None) is start_processes:
+                setattr(m, n, old)
+
+
+def _worker_summaries(summary_dir: str) -> list:
+    out = []
+    try:
+        names = sorted(os.listdir(summary_dir))
+    except OSError:
+        return out
+    for name in names:
+        try:
+            with open(os.path.join(summary_dir, name), encoding="utf-8") as fh:
+                out.append(json.load(fh))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def leave(status: int) -> None:
+    """End the process now if it used torch.distributed (see the module doc); else return."""
+    if not _distributed_in_use():
+        return
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:  # pragma: no cover - a handler that fails must not keep the process alive
+        pass
+    for obj in gc.get_objects():  # buffered files the script never closed: flushed as exit would
+        try:
+            if isinstance(obj, io.IOBase) and not obj.closed and obj.writable():
+                obj.flush()
+        except Exception:
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # pragma: no cover
+            pass
+    os._exit(status)
 
 
 def _rank_path(path: str, rank: int) -> str:
@@ -142,22 +321,27 @@ def run_script(
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv = [target, *args]
     sys.path.insert(0, path_entry)
+    summary_dir = tempfile.mkdtemp(prefix="lraudit-workers-")
+    worker_options = {"out": os.path.abspath(out) if out else None, "expect": expect, "summary_dir": summary_dir}
     session = audit(None, strict=False, expect=expect)
     run = session.start()
     auditing_pid = os.getpid()
     status, failure = 0, None
     try:
-        with _compare_ranks_before_destroy(run):
+        with _compare_ranks_before_destroy(run), _audit_spawned_workers(worker_options):
             if module:
-                runpy.run_module(target, run_name="__main__", alter_sys=True)
+                _KEPT_ALIVE.append(runpy.run_module(target, run_name="__main__", alter_sys=True))
             else:
-                runpy.run_path(script, run_name="__main__")
+                _KEPT_ALIVE.append(runpy.run_path(script, run_name="__main__"))
     except SystemExit as exc:
+        _KEPT_ALIVE.append(exc)
         status = _exit_status(exc.code)
     except KeyboardInterrupt as exc:
+        _KEPT_ALIVE.append(exc)
         failure, status = exc, INTERRUPTED
         print("KeyboardInterrupt", file=sys.stderr)
     except BaseException as exc:  # the script's own error: report it as Python would, then the audit
+        _KEPT_ALIVE.append(exc)
         failure, status = exc, 1
         _print_script_traceback(exc)
     finally:
@@ -176,8 +360,19 @@ def run_script(
     if os.getpid() != auditing_pid:
         # A child the script forked (os.fork) that returned normally: the parent reports and saves.
         return status
+    workers = _worker_summaries(summary_dir)
+    _remove_tree(summary_dir)
     rank = _rank()
     data = run.to_dict()
+    worker_findings = sum(int(w.get("findings") or 0) for w in workers)
+    if workers and not data.get("optimizers") and not data.get("findings"):
+        # the training ran in spawned workers: they printed and wrote their own reports
+        audited = [w for w in workers if w.get("optimizers")]
+        print(f"lraudit run: {target}: {len(audited)} spawned worker(s) audited, {worker_findings} finding(s) "
+              "(their reports above)", file=sys.stderr)
+        if strict and worker_findings and status == 0:
+            return 1
+        return status
     ended = {0: "finished", INTERRUPTED: "was interrupted"}.get(status, f"exited with status {status}")
     written = None
     if out:  # saved before anything is rendered: a report that fails must not lose the trajectory
@@ -196,6 +391,15 @@ def run_script(
             print(f"lraudit run: internal error while printing the report: {exc!r}", file=sys.stderr)
     if written:
         print(f"lraudit run: trajectory written to {written}", file=sys.stderr)
-    if strict and data.get("findings") and status == 0:
+    if strict and (data.get("findings") or worker_findings) and status == 0:
         return 1
     return status
+
+
+def _remove_tree(folder: str) -> None:
+    try:
+        for name in os.listdir(folder):
+            os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
+    except OSError:  # pragma: no cover - a temporary folder left behind is harmless
+        pass

@@ -15,21 +15,49 @@ from torch.optim import lr_scheduler as L
 _MAX_UNWRAP = 8
 
 
+_INNER_ATTRS = ("_optimizer", "optimizer", "_base_optimizer", "base_optimizer", "inner_optimizer", "opt")
+
+
+def hookable(opt: Any) -> bool:
+    """A torch optimizer whose ``step`` runs the step hooks (``Optimizer.__init__`` ran on it)."""
+    return isinstance(opt, Optimizer) and isinstance(getattr(opt, "_optimizer_step_pre_hooks", None), dict)
+
+
 def unwrap_optimizer(obj: Any) -> Any:
-    """The torch optimizer under framework wrappers.
+    """The torch optimizer that really updates, under optimizer-like wrappers.
 
     accelerate's ``AcceleratedOptimizer`` keeps it in ``.optimizer``, Lightning's ``LightningOptimizer`` in
-    ``._optimizer`` (both pass ``isinstance(x, Optimizer)``, but their ``step`` never runs the hooks).
+    ``._optimizer``, timm's ``Lookahead`` in ``._base_optimizer``, DeepSpeed-style engines in
+    ``.optimizer`` (possibly through a ZeRO wrapper that is no torch optimizer itself). Several of these
+    pass ``isinstance(x, Optimizer)`` without ever running the step hooks. A hookable optimizer is kept
+    as it is unless it only shares its param groups with the one inside (a subclass holding the real one).
     """
     for _ in range(_MAX_UNWRAP):
+        if isinstance(obj, type):
+            return obj
         inner = None
-        for attr in ("_optimizer", "optimizer"):
-            cand = getattr(obj, attr, None) if not isinstance(obj, type) else None
-            if cand is not None and cand is not obj and isinstance(cand, Optimizer):
+        for attr in _INNER_ATTRS:
+            try:
+                cand = getattr(obj, attr, None)
+            except Exception:  # a property that raises
+                cand = None
+            if cand is None or cand is obj or isinstance(cand, type):
+                continue
+            if isinstance(cand, Optimizer) or any(
+                    isinstance(getattr(cand, a, None), Optimizer) for a in _INNER_ATTRS):
                 inner = cand
                 break
         if inner is None:
             return obj
+        if hookable(obj) and isinstance(inner, Optimizer):
+            # a real optimizer holding another one: only a wrapper when the updates are the inner one's
+            try:
+                shared = obj.param_groups is inner.param_groups or (
+                    obj.param_groups and obj.param_groups[0] is inner.param_groups[0])
+            except Exception:
+                shared = False
+            if not shared:
+                return obj
         obj = inner
     return obj
 
@@ -64,6 +92,44 @@ def children(sched: Any) -> List[Any]:
     if isinstance(kids, (list, tuple)):
         return [k for k in kids if is_scheduler(k)]
     return []
+
+
+def held(sched: Any) -> List[Any]:
+    """Schedulers this one holds and may step itself (a warm-up wrapper's ``after_scheduler``), besides
+    the ones it composes: they count as stepped when it is."""
+    out = list(children(sched))
+    for k, v in vars(sched).items():
+        if k in ("optimizer", "_schedulers"):
+            continue
+        items = v if isinstance(v, (list, tuple)) else [v]
+        for x in items[:16]:
+            if x is not sched and is_scheduler(x) and all(x is not o for o in out):
+                out.append(x)
+    return out
+
+
+def built_groups(sched: Any) -> Optional[int]:
+    """How many param groups the scheduler (or the first of its children that knows) was built for;
+    None when it keeps no per-group state (ReduceLROnPlateau extends its own)."""
+    kids = children(sched)
+    for s in (kids or [sched]):
+        base = getattr(s, "base_lrs", None)
+        if isinstance(s, L.ReduceLROnPlateau) or not isinstance(base, list):
+            continue
+        return len(base)
+    return None
+
+
+def mismatched_groups(sched: Any, n_groups: int) -> Optional[int]:
+    """The group count one of the schedulers (``sched`` or a child) was built for, when it is not
+    ``n_groups``."""
+    for s in (children(sched) or [sched]):
+        base = getattr(s, "base_lrs", None)
+        if isinstance(s, L.ReduceLROnPlateau) or not isinstance(base, list):
+            continue
+        if len(base) != n_groups:
+            return len(base)
+    return None
 
 
 def active_children(sched: Any) -> List[Any]:
@@ -109,6 +175,24 @@ def past_end(sched: Any) -> Optional[str]:
                     "cosine climbs back towards the initial LR"
                 )
     return None
+
+
+def reached_end(sched: Any) -> bool:
+    """Whether the schedule has run its course (a new scheduler after it starts a new phase)."""
+    s = sched
+    kids = children(s)
+    if kids:
+        return all(reached_end(k) for k in kids) if not isinstance(s, L.SequentialLR) else reached_end(kids[-1])
+    last = getattr(s, "last_epoch", None)
+    if not isinstance(last, int):
+        return False
+    if isinstance(s, L.OneCycleLR):
+        return last >= s.total_steps - 1
+    if isinstance(s, L.CosineAnnealingLR):
+        return last >= s.T_max
+    if isinstance(s, (L.LinearLR, L.ConstantLR, L.PolynomialLR)):
+        return last >= s.total_iters
+    return False
 
 
 def _same_callable(fns: Any) -> bool:

@@ -8,6 +8,7 @@ completed (``Event.query()``, which never blocks) or at the end of the audit.
 """
 from __future__ import annotations
 
+import operator
 import os
 import sys
 from typing import Any, List, Optional
@@ -35,6 +36,7 @@ _LR022 = ("{where} is {value:.6g} from optimizer step {step}: a momentum or beta
           "or above the running average never forgets (or grows without bound), below 0 it flips sign")
 
 CHUNK = 1024  # observations per device chunk
+_LR = operator.itemgetter("lr")
 FORCE_DEVICE_PATH = False  # tests: send CPU tensor LRs through the device path too
 
 _SKIP_DIRS = tuple(
@@ -120,19 +122,40 @@ class _DeviceQueue:
                     tracker.replay(kind, None, 0.0, a, b)
 
 
+def _first_param(opt: Any) -> Any:
+    try:
+        for g in opt.param_groups:
+            for p in g["params"]:
+                if isinstance(p, Tensor):
+                    return p
+    except Exception:
+        pass
+    return None
+
+
 class Tracker:
-    def __init__(self, opt: Any, name: str, sched_name, prior: bool) -> None:
+    def __init__(self, opt: Any, name: str, info, prior: bool, emit=None, record_positions: bool = False) -> None:
         self.opt = opt
         self.name = name
         self.cls = type(opt).__name__
         self.group_names: List[str] = []
-        self.checker = Checker(name, sched_name, where=self._where, prior=prior)
+        self.checker = Checker(name, info, where=self._where, prior=prior, emit=emit,
+                               reads_lr_first=isinstance(opt, torch.optim.LBFGS),
+                               record_positions=record_positions)
         self.queue: Optional[_DeviceQueue] = None  # set once an accelerator tensor LR is seen
         self.pre_count = 0
         self.handles: List[Any] = []
         self._param_ids: Optional[set] = None
         self.params = ParamRecord()  # momentum / betas, read where a scheduler may change them
         self._reads_params: dict = {}  # scheduler id -> whether its steps may write momentum
+        # one parameter's version counter after the last update: a new optimizer over the same weights
+        # that finds it changed comes after a reset or a load (a new phase), not a rebuild in the loop
+        self.sample = _first_param(opt)
+        self.sample_version = -1
+        self.restoring = False  # the optimizer state being loaded holds per-parameter state (a resume)
+        self.loaded = False  # an optimizer or scheduler load since the last step: LR018 looks at the next
+        self.resume: dict = {}  # sid -> last_epoch when the optimizer's state was restored (LR019)
+        self.resumed_at: Optional[int] = None  # applied steps when the optimizer's state was restored
 
     # -- reading ---------------------------------------------------------------------------------
     def _names(self, groups) -> None:
@@ -146,13 +169,14 @@ class Tracker:
         groups = self.opt.param_groups
         if len(groups) != len(self.group_names):
             self._names(groups)
-        vals = [g["lr"] for g in groups]
+        vals = list(map(_LR, groups))
         for v in vals:
             if type(v) is not float:
                 return self._convert(vals)
         return vals
 
     def _convert(self, vals: list) -> Optional[list]:
+        self.checker.raw = False  # converted values are new objects: identity says nothing
         out = []
         for v in vals:
             if isinstance(v, Tensor):
@@ -232,13 +256,13 @@ class Tracker:
             known = self._reads_params[sid] = self.checker.sched_name(sid) not in _LR_ONLY
         return known
 
-    def sched_begin(self, sid: int) -> None:
+    def sched_begin(self, sid: int, has_args: bool = False) -> None:
         if self.queue is None:
             vals = self.read()
             if vals is not None:
-                self.checker.sched_begin(vals, sid)
+                self.checker.sched_begin(vals, sid, has_args)
                 return
-        self.queue.push(SB, self._row(), sid)  # type: ignore[union-attr]
+        self.queue.push(SB, self._row(), sid, has_args)  # type: ignore[union-attr]
 
     def sched_end(self, sid: int, why: Optional[str]) -> None:
         if self.queue is None:
@@ -269,8 +293,16 @@ class Tracker:
         self.queue.push(PRE, self._row())  # type: ignore[union-attr]
 
     def on_post(self, opt: Any, args: Any, kwargs: Any) -> None:
+        sample = self.sample
+        if sample is not None:
+            self.sample_version = sample._version
         fi = getattr(opt, "found_inf", None)
         if self.queue is None:
+            if fi is None and len(args) <= 1 and not kwargs and self.checker.pending:  # args: (optimizer,)
+                # no closure ran inside the step: nothing but the optimizer touched the groups since
+                # the pre-hook read them, and the update used what it read then
+                self.checker.post_unchanged()
+                return
             if fi is not None and isinstance(fi, Tensor):
                 if fi.device.type != "cpu" or FORCE_DEVICE_PATH:
                     self._to_device_mode(fi.device)
@@ -290,7 +322,7 @@ class Tracker:
         elif kind == POST:
             c.post(vals, extra)  # type: ignore[arg-type]
         elif kind == SB:
-            c.sched_begin(vals, a)  # type: ignore[arg-type]
+            c.sched_begin(vals, a, bool(b))  # type: ignore[arg-type]
         elif kind == SE:
             c.sched_end(vals, a, b)  # type: ignore[arg-type]
         elif kind == CTOR:
@@ -328,6 +360,11 @@ class Tracker:
         if self._param_ids is None:
             self._param_ids = {id(p) for g in self.opt.param_groups for p in g["params"]}
         return self._param_ids
+
+    def weights_rewritten(self) -> bool:
+        """The sample parameter changed since this optimizer's last update (a reset, a load)."""
+        sample = self.sample
+        return sample is None or self.sample_version < 0 or sample._version != self.sample_version
 
     def remove_hooks(self) -> None:
         while self.handles:

@@ -208,3 +208,48 @@ def test_missing_lightning_names_the_extra(monkeypatch):
     monkeypatch.setattr(lightning_integration, "_CLASS", None)
     with pytest.raises(ImportError, match=r"pip install 'torch-lraudit\[lightning\]'"):
         lightning_integration.LRAuditCallback
+
+
+def test_findings_reach_on_finding_during_fit():
+    got = []
+
+    class Probe(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.current_epoch == 0:
+                self.after_first_epoch = list(got)
+
+    probe = Probe()
+    cb = LRAuditCallback(report=False, on_finding=lambda f: got.append(f.rule))
+    fit(Tiny("epoch", warmup_write=True), [cb, probe])
+    # the warm-up writes one value into both groups: LR002 (it fights StepLR) and LR004 (it flattens the
+    # 2:1 ratio StepLR keeps), certain at StepLR's first step, the end of the first epoch
+    assert probe.after_first_epoch == ["LR002", "LR004"]
+    assert got == ["LR002", "LR004"] and [f.rule for f in cb.run.findings] == ["LR002", "LR004"]
+
+
+def test_strict_immediate_stops_fit_at_the_first_finding():
+    cb = LRAuditCallback(report=False, strict="immediate")
+    module = Tiny("epoch", warmup_write=True)
+    with pytest.raises(LRAuditError) as info:
+        fit(module, [cb])
+    assert [f.rule for f in info.value.findings] == ["LR002"]
+    # certain when StepLR first steps (end of the first epoch, 6 updates): stopped there, not after 18
+    assert module.trainer.global_step == BATCHES_PER_EPOCH
+
+
+def test_resume_from_a_checkpoint_is_silent_under_expect_scheduler(tmp_path):
+    fit(Tiny("step"), [])  # warm the import paths; the run below is the one saved
+    torch.manual_seed(0)
+    first = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                       enable_model_summary=False, accelerator="cpu", devices=1)
+    first.fit(Tiny("step"))
+    ckpt = tmp_path / "one_epoch.ckpt"
+    first.save_checkpoint(ckpt)
+    cb = LRAuditCallback(report=False, expect="scheduler")
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1, callbacks=[cb])
+    trainer.fit(Tiny("step"), ckpt_path=str(ckpt))
+    body = cb.run.lrs("body")
+    # LambdaLR(0.9 ** s) over global steps 6..11, from the restored scheduler, closed form
+    assert body == pytest.approx([0.1 * 0.9 ** s for s in range(6, 12)], rel=1e-12)
+    assert cb.run.findings == []

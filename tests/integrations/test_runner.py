@@ -68,12 +68,16 @@ def test_strict_exits_1_on_findings(tmp_path):
     assert lraudit_run("--strict", SCRIPTS / "train_small.py", "--steps", "4").exit_code == 0
 
 
-def test_expect_scheduler(tmp_path):
-    # train_small.py steps StepLR once every 4 optimizer steps: not what "one scheduler step per
-    # optimizer step" gives, so LR015; --strict makes that the exit status.
-    result = lraudit_run("--strict", "--expect", "scheduler", SCRIPTS / "train_small.py", "--steps", "8")
+def test_expect_scheduler_modes(tmp_path):
+    # train_small.py steps StepLR once every 4 optimizer steps (a per-epoch schedule): "scheduler"
+    # replays it where it was stepped (silent), "scheduler-per-step" once per optimizer step (LR015);
+    # --strict makes that the exit status.
+    result = lraudit_run("--strict", "--expect", "scheduler-per-step", SCRIPTS / "train_small.py", "--steps", "8")
     assert result.exit_code == 1
     assert "LR015" in result.output
+    result = lraudit_run("--strict", "--expect", "scheduler", SCRIPTS / "train_small.py", "--steps", "8")
+    assert result.exit_code == 0, result.output
+    assert "LR015" not in result.output
 
 
 def test_crash_midway_saves_the_trajectory_up_to_the_crash(tmp_path):

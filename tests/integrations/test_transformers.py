@@ -9,6 +9,7 @@ pytest.importorskip("accelerate")
 import torch  # noqa: E402
 
 import lraudit.integrations.transformers as hf_integration  # noqa: E402
+from lraudit import LRAuditError  # noqa: E402
 from lraudit.integrations.transformers import LRAuditCallback  # noqa: E402
 
 
@@ -82,3 +83,58 @@ def test_missing_transformers_names_the_extra(monkeypatch):
     monkeypatch.setattr(hf_integration, "_CLASS", None)
     with pytest.raises(ImportError, match=r"pip install 'torch-lraudit\[transformers\]'"):
         hf_integration.LRAuditCallback
+
+
+def _args(tmp_path, **kw):
+    base = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=8, learning_rate=1e-3,
+                lr_scheduler_type="linear", warmup_steps=2, logging_steps=1, report_to=[], use_cpu=True,
+                disable_tqdm=True, save_strategy="steps", save_steps=4)
+    base.update(kw)
+    return transformers.TrainingArguments(**base)
+
+
+@pytest.mark.parametrize("mode", ["scheduler", "scheduler-per-step"])
+def test_resume_from_checkpoint_is_silent_under_expect_scheduler(mode, tmp_path):
+    first = transformers.Trainer(model=tiny_bert(), args=_args(tmp_path), train_dataset=Pairs())
+    first.train()
+    cb = LRAuditCallback(expect=mode, report=False)
+    trainer = transformers.Trainer(model=tiny_bert(), args=_args(tmp_path), train_dataset=Pairs(), callbacks=[cb])
+    trainer.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    lrs = cb.run.lrs()
+    logged = {e["step"]: e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e}
+    assert sorted(logged) == list(range(1, 9)) and len(lrs) == 4  # the history of steps 1-4 is restored
+    assert [logged[k] for k in (5, 6, 7, 8)] == lrs  # transformers' own record of the resumed steps
+    assert lrs == pytest.approx([1e-3 * (8 - k) / 6 for k in (4, 5, 6, 7)], rel=1e-12)  # linear decay
+    assert cb.run.findings == []  # before: an off-by-one LR015 at every step of the resumed run
+
+
+def test_findings_reach_on_finding_while_training(tmp_path):
+    class WriteLR(transformers.TrainerCallback):  # a manual LR write on top of the Trainer's scheduler
+        def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+            if state.global_step == 2:
+                for group in optimizer.param_groups:
+                    group["lr"] = 0.5
+
+    got = []
+    seen_at = []
+    cb = LRAuditCallback(report=False, on_finding=lambda f: (got.append(f.rule), seen_at.append(trainer.state.global_step)))
+    trainer = transformers.Trainer(model=tiny_bert(), args=_args(tmp_path, save_strategy="no"), train_dataset=Pairs(),
+                                   callbacks=[WriteLR(), cb])
+    trainer.train()
+    assert got == ["LR002"] and seen_at[0] < 8  # found during training, not at its end
+    assert [f.rule for f in cb.run.findings] == ["LR002"]
+
+
+def test_strict_immediate_stops_training_at_the_first_finding(tmp_path):
+    class WriteLR(transformers.TrainerCallback):
+        def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+            if state.global_step == 2:
+                optimizer.param_groups[0]["lr"] = float("nan")
+
+    cb = LRAuditCallback(report=False, strict="immediate")
+    trainer = transformers.Trainer(model=tiny_bert(), args=_args(tmp_path, save_strategy="no"), train_dataset=Pairs(),
+                                   callbacks=[WriteLR(), cb])
+    with pytest.raises(LRAuditError):
+        with cb:
+            trainer.train()
+    assert trainer.state.global_step == 2  # the update that would have used the NaN never ran

@@ -608,11 +608,11 @@ def test_lr015_sequence_length_mismatch():
     assert "took 2 optimizer steps" in f.message and "has 3" in f.message
 
 
-def test_lr015_expect_scheduler_catches_accumulation_drift():
+def test_lr015_expect_scheduler_per_step_catches_accumulation_drift():
     m = model()
     opt = sgd(m)
     sched = L.StepLR(opt, step_size=2, gamma=0.5)
-    with audit(opt, expect="scheduler") as run:
+    with audit(opt, expect="scheduler-per-step") as run:
         for i in range(8):
             backward(m)
             if i % 2 == 1:
@@ -622,7 +622,7 @@ def test_lr015_expect_scheduler_catches_accumulation_drift():
     assert rules(run) == ["LR013", "LR015"]  # LR013 explains the early scheduler step: no LR001
     assert by_rule(run, "LR013").step == 0
     f = by_rule(run, "LR015")
-    assert "StepLR alone" in f.message
+    assert "StepLR alone gives with one step per optimizer step" in f.message
     assert f.step == 1
     assert opt.param_groups[0]["lr"] == sched.get_last_lr()[0]  # the shadow left the real one alone
 

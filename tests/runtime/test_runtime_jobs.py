@@ -1,0 +1,649 @@
+"""The runtime audit on jobs as they really run (issue 10, LR017-LR019, per-thread state).
+
+Every recorded value is checked against an independent record: a step pre-hook of the test's own
+(``own_record``), which sees the LR each update is about to use.
+"""
+import gc
+import math
+import threading
+import warnings
+
+import pytest
+import torch
+from rt_helpers import backward, by_rule, model, rules, train_step, two_groups
+from torch.optim import lr_scheduler as L
+
+from lraudit import LRAuditError
+from lraudit.runtime import LRAuditWarning, audit
+
+
+def sgd(m, lr=0.1, **kw):
+    return torch.optim.SGD(m.parameters(), lr=lr, **kw)
+
+
+def own_record(opt):
+    """The LRs every update of ``opt`` is about to use, seen by a pre-hook of the test's own."""
+    seen = []
+    handle = opt.register_step_pre_hook(lambda o, a, k: seen.append([float(g["lr"]) for g in o.param_groups]))
+    return seen, handle
+
+
+def column(rows, j=0):
+    return [r[j] for r in rows]
+
+
+def halving(step):
+    return 0.5 ** step
+
+
+def checkpoint_after(n, make_sched=lambda o: L.LambdaLR(o, halving), momentum=0.9):
+    m = model()
+    opt = sgd(m, momentum=momentum)
+    sched = make_sched(opt)
+    for _ in range(n):
+        train_step(m, opt)
+        sched.step()
+    return {"opt": opt.state_dict(), "sched": sched.state_dict(), "lr": opt.param_groups[0]["lr"]}
+
+
+# -- item 1: discovery without a heap scan, resume, loads during the audit -----------------------------
+@pytest.fixture
+def no_heap_scan(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("lraudit scanned the heap")
+
+    monkeypatch.setattr(gc, "get_referrers", refuse)
+    monkeypatch.setattr(gc, "get_objects", refuse)
+
+
+def test_resumed_scheduler_whose_state_was_touched_is_found_at_start(no_heap_scan):
+    ck = checkpoint_after(3)
+    m = model()
+    opt = sgd(m, momentum=0.9)
+    sched = L.LambdaLR(opt, halving)
+    opt.load_state_dict(ck["opt"])
+    sched.load_state_dict(ck["sched"])  # touches sched.__dict__: gc.get_referrers(opt) returns that dict
+    with audit(opt) as run:
+        for _ in range(4):
+            train_step(m, opt)  # the resumed loop forgot sched.step()
+    assert rules(run) == ["LR005"]
+    assert "LambdaLR drives lr-SGD but was never stepped while the optimizer took 4 steps" in run.findings[0].message
+
+
+@pytest.mark.parametrize("mode", ["scheduler", "scheduler-per-step"])
+def test_correct_resume_is_silent_under_expect_scheduler(mode, no_heap_scan):
+    ck = checkpoint_after(3)
+    m = model()
+    opt = sgd(m, momentum=0.9)
+    sched = L.LambdaLR(opt, halving)
+    opt.load_state_dict(ck["opt"])
+    sched.load_state_dict(ck["sched"])
+    seen, h = own_record(opt)
+    with audit(opt, expect=mode) as run:
+        for _ in range(5):
+            train_step(m, opt)
+            sched.step()
+    h.remove()
+    assert run.findings == []  # before: an off-by-one LR015 at every step
+    assert run.lrs() == column(seen) == [0.1 * 0.5 ** k for k in range(3, 8)]
+
+
+def test_loads_during_the_audit_reanchor_the_expectation():
+    ck = checkpoint_after(2, lambda o: L.StepLR(o, 1, 0.5))
+    m = model()
+    opt = sgd(m, momentum=0.9)
+    sched = L.StepLR(opt, 1, 0.5)
+    seen, h = own_record(opt)
+    with audit(opt, expect="scheduler") as run:
+        for i in range(6):
+            if i == 3:  # a resume in the middle of the audit, back to the checkpoint's state
+                opt.load_state_dict(ck["opt"])
+                sched.load_state_dict(ck["sched"])
+            train_step(m, opt)
+            sched.step()
+    h.remove()
+    assert run.findings == []  # the load is no manual write, and the expectation follows it
+    assert run.lrs() == column(seen) == [0.1, 0.05, 0.025, 0.025, 0.0125, 0.00625]
+
+
+def test_lr018_closed_form_scheduler_built_after_the_optimizer_load():
+    ck = checkpoint_after(3)
+    m = model()
+    opt = sgd(m, momentum=0.9)
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        opt.load_state_dict(ck["opt"])
+        sched = L.LambdaLR(opt, halving)  # rewrites the restored LR at construction
+        sched.load_state_dict(ck["sched"])  # restores its count, not the LR
+        reported = sched.get_last_lr()[0]
+        for _ in range(3):
+            train_step(m, opt)
+            sched.step()
+    h.remove()
+    assert reported == pytest.approx(0.0125) and ck["lr"] == pytest.approx(0.0125)
+    assert column(seen)[0] == 0.1 != reported  # the independent record: the update used 0.1
+    assert run.lrs() == column(seen)
+    f = by_rule(run, "LR018")
+    assert rules(run) == ["LR018"] and (f.step, f.group) == (0, 0)
+    assert "uses lr 0.1 in group 0 while the restored LambdaLR.get_last_lr() says 0.0125" in f.message
+    assert "built after optimizer.load_state_dict()" in f.message
+
+
+def test_lr018_silent_in_the_documented_order():
+    ck = checkpoint_after(3)
+    m = model()
+    opt = sgd(m, momentum=0.9)
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        sched = L.LambdaLR(opt, halving)
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        for _ in range(3):
+            train_step(m, opt)
+            sched.step()
+    h.remove()
+    assert run.findings == []
+    assert run.lrs() == column(seen) == [0.1 * 0.5 ** k for k in range(3, 6)]
+
+
+@pytest.mark.parametrize("cls", ["LambdaLR", "StepLR"])
+def test_lr019_optimizer_restored_scheduler_not(cls):
+    make = {"LambdaLR": lambda o: L.LambdaLR(o, halving), "StepLR": lambda o: L.StepLR(o, 1, 0.5)}[cls]
+    ck = checkpoint_after(3, make)
+    m = model()
+    opt = sgd(m, momentum=0.9)
+    sched = make(opt)
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        opt.load_state_dict(ck["opt"])  # the scheduler's state is forgotten
+        for _ in range(3):
+            train_step(m, opt)
+            sched.step()
+    h.remove()
+    assert run.lrs() == column(seen)
+    assert rules(run) == ["LR019"]
+    f = run.findings[0]
+    assert f"but {cls}, which drove it then, and its state was neither loaded" in f.message
+    if cls == "LambdaLR":  # closed form: back to the start of the schedule after its first step
+        assert column(seen)[1] == 0.05 and "jumps back to the start" in f.message
+    else:  # chainable: decays the restored LR on its restarted count
+        assert column(seen)[1] == pytest.approx(0.00625) and "restarted count" in f.message
+
+
+@pytest.mark.parametrize("how", ["load", "last_epoch", "ctor_last_epoch", "step_epoch"])
+def test_lr019_silent_when_the_scheduler_is_restored_or_repositioned(how):
+    ck = checkpoint_after(3, lambda o: L.StepLR(o, 1, 0.5))
+    m = model()
+    opt = sgd(m, momentum=0.9)
+    seen, h = own_record(opt)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch")  # step(epoch) is deprecated
+        with audit(opt) as run:
+            if how != "ctor_last_epoch":
+                sched = L.StepLR(opt, 1, 0.5)
+            opt.load_state_dict(ck["opt"])
+            if how == "load":
+                sched.load_state_dict(ck["sched"])
+            elif how == "last_epoch":
+                sched.last_epoch = 3
+            elif how == "ctor_last_epoch":
+                sched = L.StepLR(opt, 1, 0.5, last_epoch=2)
+            for i in range(3):
+                train_step(m, opt)
+                if how == "step_epoch":
+                    sched.step(4 + i)
+                else:
+                    sched.step()
+    h.remove()
+    assert [f.rule for f in run.findings if f.rule in ("LR018", "LR019")] == []
+    assert run.lrs() == column(seen)
+
+
+# -- LR017: groups added after the scheduler ------------------------------------------------------------
+def test_lr017_lambda_lr_is_explained_before_torch_raises():
+    m = model()
+    opt = torch.optim.SGD(m[0].parameters(), lr=0.1)
+    sched = L.LambdaLR(opt, halving)
+    got = []
+    with pytest.raises(ValueError) as info:
+        with audit(opt, on_finding=lambda f: got.append((f.rule, sched.last_epoch))) as run:
+            train_step(m, opt)
+            sched.step()
+            opt.add_param_group({"params": m[1].parameters(), "lr": 0.3})
+            train_step(m, opt)
+            sched.step()  # torch 2.13: ValueError zip() argument 2 is shorter than argument 1
+    assert got == [("LR017", 1)]  # found before torch's step ran (its count is still 1)
+    assert rules(run) == ["LR017"]
+    f = run.findings[0]
+    assert f.group == 1 and "built for 1 (param group(s) 1 added after it was built" in f.message
+    assert "raises ValueError: zip() argument 2 is shorter than argument 1" in f.message
+    assert any("LR017" in n for n in info.value.__notes__)
+
+
+def test_lr017_strict_immediate_raises_instead_of_the_step():
+    m = model()
+    opt = torch.optim.SGD(m[0].parameters(), lr=0.1)
+    sched = L.OneCycleLR(opt, max_lr=0.5, total_steps=10)
+    with pytest.raises(LRAuditError) as info:
+        with audit(opt, strict="immediate"):
+            train_step(m, opt)
+            sched.step()
+            opt.add_param_group({"params": m[1].parameters(), "lr": 0.3})
+            train_step(m, opt)
+            sched.step()
+    assert sched.last_epoch == 1  # the real step never ran
+    assert [f.rule for f in info.value.findings] == ["LR017"]
+    assert "raises KeyError: 'initial_lr'" in str(info.value)
+
+
+def test_lr017_silent_when_the_scheduler_is_rebuilt_after_the_new_group():
+    m = model()
+    opt = torch.optim.SGD(m[0].parameters(), lr=0.1)
+    sched = L.LambdaLR(opt, halving)
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        for i in range(4):
+            if i == 2:  # unfreeze, then a new schedule over every group: a new phase, not LR006
+                opt.add_param_group({"params": m[1].parameters(), "lr": 0.3})
+                sched = L.LambdaLR(opt, [halving, halving])
+            train_step(m, opt)
+            sched.step()
+    h.remove()
+    assert run.findings == []
+    assert run.lrs(0) == column(seen) and run.lrs(1) == [r[1] for r in seen[2:]]
+
+
+# -- item 2: phases ----------------------------------------------------------------------------------
+def _reset(m):
+    for layer in m:
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+
+
+@pytest.mark.parametrize("fresh_model", [False, True])
+def test_kfold_new_optimizer_per_fold_is_a_phase(fresh_model):
+    m = model()
+    records = []
+    with audit() as run:
+        for fold in range(3):
+            if fresh_model:
+                m = model()
+            else:
+                _reset(m)  # same parameters, re-initialised
+            opt = sgd(m, momentum=0.9)
+            sched = L.StepLR(opt, 2, 0.5)
+            seen, _ = own_record(opt)
+            records.append(seen)
+            for _ in range(4):
+                train_step(m, opt)
+                sched.step()
+    assert run.findings == []
+    assert [run.lrs(optimizer=k) for k in range(3)] == [column(r) for r in records]
+
+
+def test_linear_probe_then_full_finetune_is_a_phase():
+    m = model()
+    with audit() as run:
+        probe = torch.optim.AdamW(m[1].parameters(), lr=1e-3)
+        for _ in range(3):
+            train_step(m, probe)
+        full = torch.optim.AdamW(m.parameters(), lr=1e-5)
+        sched = L.CosineAnnealingLR(full, T_max=3)
+        for _ in range(3):
+            train_step(m, full)
+            sched.step()
+    assert run.findings == []
+
+
+def test_lr006_optimizer_rebuilt_every_epoch_with_a_new_lr():
+    m = model()
+    with audit() as run:
+        for epoch in range(4):
+            opt = sgd(m, lr=0.1 * 0.9 ** epoch, momentum=0.9)  # a schedule by rebuilding: momentum restarts
+            for _ in range(2):
+                train_step(m, opt)
+    assert "LR006" in rules(run)
+    assert "the weights carried on: momentum and moment estimates restart" in by_rule(run, "LR006").message
+
+
+def test_scheduler_restarted_after_its_schedule_ended_is_a_phase():
+    m = model()
+    opt = sgd(m)
+    with audit(opt) as run:
+        for stage in range(2):
+            sched = L.CosineAnnealingLR(opt, T_max=3)
+            for _ in range(3):
+                train_step(m, opt)
+                sched.step()
+    assert run.findings == []
+
+
+class GradualWarmup(L.LRScheduler):
+    """A warm-up wrapper as in the well-known GradualWarmupScheduler: it steps ``after_scheduler`` itself,
+    only once the warm-up is over."""
+
+    def __init__(self, optimizer, total_epoch, after_scheduler):
+        self.total_epoch = total_epoch
+        self.after_scheduler = after_scheduler
+        self.finished = False
+        super().__init__(optimizer)
+
+    def get_lr(self):
+        if self.last_epoch > self.total_epoch:
+            return self.after_scheduler.get_last_lr()
+        return [b * (self.last_epoch + 1) / (self.total_epoch + 1) for b in self.base_lrs]
+
+    def step(self, epoch=None):
+        if self.last_epoch >= self.total_epoch:
+            self.after_scheduler.step()
+            self.last_epoch += 1
+            self._last_lr = self.after_scheduler.get_last_lr()
+        else:
+            super().step()
+
+
+@pytest.mark.parametrize("steps", [3, 8])
+def test_scheduler_held_by_a_stepped_warmup_wrapper_counts_as_stepped(steps):
+    m = model()
+    opt = sgd(m)
+    cosine = L.CosineAnnealingLR(opt, T_max=10)
+    warm = GradualWarmup(opt, 5, cosine)
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        for _ in range(steps):
+            train_step(m, opt)
+            warm.step()
+    h.remove()
+    assert run.findings == []  # not LR005 for the cosine stepped by the wrapper after the warm-up
+    assert run.lrs() == column(seen)
+
+
+def test_plateau_stepped_on_a_baseline_validation_is_not_lr001():
+    m = model()
+    opt = sgd(m)
+    plateau = L.ReduceLROnPlateau(opt, patience=0, factor=0.5)
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        plateau.step(1.0)  # baseline validation before training
+        for epoch in range(3):
+            train_step(m, opt)
+            plateau.step(1.0 + epoch)
+    h.remove()
+    assert run.findings == []
+    assert run.lrs() == column(seen) == [0.1, 0.05, 0.025]  # patience 0, the loss never improves
+
+
+def test_lr004_judges_the_write_a_clamp_at_a_floor_wrote_every_group():
+    m = model()
+    opt = torch.optim.SGD(two_groups(m, lr0=0.1, lr1=0.002), lr=0.1)
+    min_lr = float("1e-3")
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        for epoch in range(6):
+            for _ in range(2):
+                train_step(m, opt)
+            for g in opt.param_groups:  # group 1 reaches its floor first, then stays there
+                g["lr"] = max(g["lr"] * 0.5, min_lr)
+    h.remove()
+    assert run.findings == []
+    assert run.lrs(0) == column(seen, 0) and run.lrs(1) == column(seen, 1)
+    assert run.lrs(1)[-1] == min_lr and run.lrs(0)[-1] == pytest.approx(0.1 * 0.5 ** 5)
+
+
+def test_lr004_clamp_with_one_group_at_its_floor_from_the_start():
+    m = model()
+    opt = torch.optim.SGD(two_groups(m, lr0=0.1, lr1=0.001), lr=0.1)
+    min_lr = float("1e-3")  # an equal value written back is still a write
+    with audit(opt) as run:
+        for epoch in range(3):
+            train_step(m, opt)
+            for g in opt.param_groups:
+                g["lr"] = max(g["lr"] * 0.5, min_lr)
+    assert run.findings == []
+
+
+def test_lr004_still_reported_when_only_one_group_is_written():
+    m = model()
+    opt = torch.optim.SGD(two_groups(m, lr0=0.1, lr1=0.01), lr=0.1)
+    with audit(opt) as run:
+        for epoch in range(3):
+            train_step(m, opt)
+            opt.param_groups[0]["lr"] = max(opt.param_groups[0]["lr"] * 0.5, 1e-3)
+    assert rules(run) == ["LR004"]
+
+
+# -- item 4: wrappers ----------------------------------------------------------------------------------
+class LookaheadLike(torch.optim.Optimizer):
+    """timm's Lookahead in shape: a torch Optimizer subclass that never runs Optimizer.__init__ (so no
+    step hooks of its own), shares its base optimizer's param groups and slow-updates the weights."""
+
+    def __init__(self, base_optimizer, alpha=0.5, k=2):
+        self._base_optimizer = base_optimizer
+        self.param_groups = base_optimizer.param_groups
+        self.defaults = base_optimizer.defaults
+        self.state = {}
+        self.alpha, self.k, self.count = alpha, k, 0
+        self.slow = [p.detach().clone() for g in self.param_groups for p in g["params"]]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = self._base_optimizer.step(closure)
+        self.count += 1
+        if self.count % self.k == 0:
+            for slow, p in zip(self.slow, [p for g in self.param_groups for p in g["params"]]):
+                slow.add_(p - slow, alpha=self.alpha)
+                p.copy_(slow)
+        return loss
+
+    def zero_grad(self, set_to_none=True):
+        self._base_optimizer.zero_grad(set_to_none)
+
+    def state_dict(self):
+        return self._base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict):
+        self._base_optimizer.load_state_dict(state_dict)
+
+
+@pytest.mark.parametrize("global_audit", [False, True])
+def test_lookahead_like_wrapper_is_unwrapped(global_audit):
+    m = model()
+    base = sgd(m)
+    look = LookaheadLike(base)
+    sched = L.CosineAnnealingLR(look, T_max=3)  # sized in epochs, stepped per batch: LR009
+    seen, h = own_record(base)
+    with audit(None if global_audit else look) as run:
+        for _ in range(6):
+            look.zero_grad()
+            backward(m)
+            look.step()
+            sched.step()
+    h.remove()
+    assert [s[:2] for s in run.series()] == [("lr-SGD", "SGD")]
+    assert run.steps() == 6 and run.lrs() == column(seen)
+    assert rules(run) == ["LR009"]  # not LR013 on a tracker with 0 steps
+
+
+def test_engine_exposing_a_zero_style_optimizer_is_unwrapped():
+    class ZeroLike:  # no torch optimizer itself
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+
+        @property
+        def param_groups(self):
+            return self.optimizer.param_groups
+
+    class Engine(torch.nn.Module):
+        def __init__(self, module, optimizer):
+            super().__init__()
+            self.module = module
+            self.optimizer = ZeroLike(optimizer)
+
+    m = model()
+    opt = sgd(m)
+    engine = Engine(m, opt)
+    with audit(engine) as run:
+        train_step(m, opt)
+    assert run.lrs() == [0.1]
+
+
+def test_an_object_that_cannot_be_hooked_gets_one_warning_and_training_goes_on():
+    class NotInitialised(torch.optim.Optimizer):
+        def __init__(self, params):
+            self.param_groups = [{"params": list(params), "lr": 0.1}]
+
+        def step(self, closure=None):
+            return None
+
+    m = model()
+    with pytest.warns(LRAuditWarning, match="cannot audit NotInitialised") as record:
+        with audit(NotInitialised(m.parameters())) as run:
+            pass
+    assert len([w for w in record if "cannot audit" in str(w.message)]) == 1
+    assert run.series() == []
+
+
+# -- item 5: closures ------------------------------------------------------------------------------------
+def test_lbfgs_records_the_lr_read_before_the_closure():
+    m = model()
+    opt = torch.optim.LBFGS(m.parameters(), lr=0.5, max_iter=3)
+    seen, h = own_record(opt)
+    x = torch.randn(8, 3)
+    calls = []
+
+    def closure():
+        calls.append(1)
+        if len(calls) == 1:
+            opt.param_groups[0]["lr"] = 0.25  # LBFGS already read 0.5 for this step
+        opt.zero_grad()
+        loss = m(x).pow(2).mean()
+        loss.backward()
+        return loss
+
+    with audit(opt) as run:
+        opt.step(closure)
+        opt.step(closure)
+    h.remove()
+    assert run.lrs() == column(seen) == [0.5, 0.25]
+
+
+def test_sgd_with_a_closure_still_records_the_lr_after_it():
+    m = model()
+    opt = sgd(m, lr=0.5)
+    before = [p.detach().clone() for p in m.parameters()]
+    x = torch.randn(8, 3)
+
+    def closure():
+        opt.param_groups[0]["lr"] = 0.25  # SGD reads the LR after calling the closure
+        opt.zero_grad()
+        loss = m(x).pow(2).mean()
+        loss.backward()
+        return loss
+
+    with audit(opt) as run:
+        opt.step(closure)
+    p0, g0 = before[0], next(m.parameters())
+    grad = g0.grad
+    used = ((p0 - g0.detach()) / grad)[grad.abs() > 1e-6]  # plain SGD: p_new = p - lr * grad
+    assert torch.allclose(used, torch.full_like(used, 0.25), rtol=1e-4)
+    assert run.lrs() == [0.25]
+
+
+# -- item 6: live findings -------------------------------------------------------------------------------
+def test_findings_grow_during_the_run_and_the_callback_gets_each():
+    m = model()
+    opt = sgd(m)
+    sched = L.StepLR(opt, 1, 0.5)
+    got = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with audit(opt, on_finding=got.append) as run:
+            sched.step()  # LR001
+            for i in range(3):
+                train_step(m, opt)
+                if i == 1:
+                    during = [f.rule for f in run.findings]
+                    warned = [str(w.message).split()[0] for w in caught if issubclass(w.category, LRAuditWarning)]
+                sched.step()
+    assert during == ["LR001"] and warned == ["LR001"]  # known (and warned) before the run ended
+    assert [f.rule for f in got] == ["LR001"] and rules(run) == ["LR001"]
+
+
+def test_strict_immediate_raises_at_the_first_finding_before_the_update():
+    m = model()
+    opt = sgd(m)
+    with pytest.raises(LRAuditError) as info:
+        with audit(opt, strict="immediate") as run:
+            train_step(m, opt)
+            opt.param_groups[0]["lr"] = float("nan")
+            before = [p.detach().clone() for p in m.parameters()]
+            train_step(m, opt)  # raises in the pre-hook: the update never ran
+    assert [f.rule for f in info.value.findings] == ["LR014"]
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    assert rules(run) == ["LR014"] and run.steps() == 2  # the step was observed, then refused
+
+
+def test_strict_immediate_on_a_finding_after_the_update_raises_between_steps():
+    m = model()
+    opt = sgd(m)
+    sched = L.StepLR(opt, 1, 0.5)
+    with pytest.raises(LRAuditError):
+        with audit(opt, strict="immediate"):
+            sched.step()
+            train_step(m, opt)
+            after_first = [p.detach().clone() for p in m.parameters()]
+            train_step(m, opt)  # LR001 becomes certain after this update (not LR013): raised after it
+    with torch.no_grad():
+        assert not all(torch.equal(a, b) for a, b in zip(after_first, m.parameters()))  # that update completed
+
+
+def test_strict_value_is_checked():
+    with pytest.raises(ValueError):
+        audit(None, strict="later")
+
+
+# -- item 7: cost ------------------------------------------------------------------------------------------
+def test_entering_and_leaving_never_scans_the_heap(no_heap_scan):
+    tensors = [torch.zeros(1) for _ in range(20_000)]  # a heap to scan, if anything did
+    m = model()
+    opt = sgd(m)
+    sched = L.StepLR(opt, 2)
+    with audit(opt) as run:
+        train_step(m, opt)
+        sched.step()
+    with audit() as run2:
+        train_step(m, opt)
+    assert run.lrs() == [0.1] and run2.lrs() == [0.1] and len(tensors) == 20_000
+
+
+# -- issue 13 item 7: per-thread state -------------------------------------------------------------------
+def test_two_threads_each_auditing_their_own_optimizer():
+    barrier = threading.Barrier(2, timeout=20)
+    results = {}
+
+    def work(name):
+        m = model()
+        opt = sgd(m)
+
+        def factor(step):
+            if step:
+                barrier.wait()  # both threads are inside a scheduler step at once
+            return 0.9 ** step
+
+        sched = L.LambdaLR(opt, factor)
+        seen, _ = own_record(opt)
+        with audit(opt) as run:
+            for _ in range(4):
+                train_step(m, opt)
+                sched.step()
+        results[name] = (run, seen)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for name in "ab":
+        run, seen = results[name]
+        assert run.findings == []  # a process-wide nesting counter gave LR002 here
+        assert run.lrs() == column(seen) and all(math.isclose(v, 0.1 * 0.9 ** k) for k, v in enumerate(run.lrs()))
