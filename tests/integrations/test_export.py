@@ -8,6 +8,7 @@ import json
 import math
 import sys
 import types
+import warnings
 
 import pytest
 from click.testing import CliRunner
@@ -47,7 +48,8 @@ def audited_run(tmp_path):
     sgd.register_step_pre_hook(sgd_hook)
     adamw.register_step_pre_hook(adamw_hook)
     x = torch.randn(8, 3)
-    with audit([sgd, adamw], strict=True) as run:
+    with warnings.catch_warnings(), audit([sgd, adamw]) as run:
+        warnings.simplefilter("ignore")  # LR017 below, on purpose
         s1 = L.OneCycleLR(sgd, max_lr=0.5, total_steps=STEPS)
         s2 = L.CosineAnnealingLR(adamw, T_max=STEPS)
         for i in range(STEPS):
@@ -59,6 +61,8 @@ def audited_run(tmp_path):
             s2.step()
             if i == 9:
                 adamw.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 2e-3})
+    # a group added under a built scheduler is LR017 (CosineAnnealingLR schedules it from its own LR)
+    assert [f.rule for f in run.findings] == ["LR017"]
     return run.save(tmp_path / "lr.json"), seen
 
 
