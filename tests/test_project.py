@@ -199,3 +199,45 @@ def test_finding_on_another_modules_code_is_reported_once(tmp_path):
     settings = resolve_settings([str(tmp_path)], isolated=True)
     result = check_paths([str(tmp_path)], settings, use_cache=False, jobs=1)
     assert [(Path(f.path).name, f.line, f.rule) for f in result.findings] == [("engine.py", 7, "LR001")]
+
+
+def test_what_another_module_does_to_the_scheduler_is_seen(tmp_path):
+    """yolov5's layout: hpo.py calls train() of train.py, which resumes through a helper of utils.py
+    and repositions its scheduler by hand (``last_epoch``). Reading train.py from hpo.py must see the
+    repositioning too: no finding in either file."""
+    _write(tmp_path, {
+        "setup.py": "",
+        "utils.py": textwrap.dedent("""\
+            def smart_resume(ckpt, optimizer, epochs):
+                optimizer.load_state_dict(ckpt["optimizer"])
+                return ckpt["epoch"] + 1
+            """),
+        "train.py": textwrap.dedent("""\
+            import torch
+            from torch.optim import lr_scheduler
+            from utils import smart_resume
+
+
+            def train(hyp, opt, model, loader):
+                optimizer = torch.optim.SGD(model.parameters(), lr=hyp["lr0"])
+                scheduler = lr_scheduler.LambdaLR(optimizer, lambda x: 1 - x / opt.epochs)
+                start_epoch = 0
+                if opt.resume:
+                    start_epoch = smart_resume(torch.load(opt.weights), optimizer, opt.epochs)
+                scheduler.last_epoch = start_epoch - 1  # do not move
+                for epoch in range(start_epoch, opt.epochs):
+                    for x, y in loader:
+                        model(x, y).backward()
+                        optimizer.step()
+                    scheduler.step()
+                    torch.save({"optimizer": optimizer.state_dict(), "epoch": epoch}, "last.pt")
+            """),
+        "hpo.py": "from train import train\n\n\ndef run(hyp, opt, model, loader):\n    train(hyp, opt, model, loader)\n",
+    })
+    assert _rules(tmp_path / "train.py") == []
+    assert _rules(tmp_path / "hpo.py") == []
+    # the same helper without the repositioning: train.py's own finding, reported there only
+    train = (tmp_path / "train.py").read_text().replace("    scheduler.last_epoch = start_epoch - 1  # do not move\n", "")
+    (tmp_path / "train.py").write_text(train)
+    assert {rule for _, rule in _rules(tmp_path / "train.py")} >= {"LR019"}
+    assert _rules(tmp_path / "hpo.py") == []

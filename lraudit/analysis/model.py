@@ -76,7 +76,7 @@ class Model:
         # their functions entered from this module, the call here that entered it (first one).
         self.home_path = interpreter.home.path
         self.units = {path: unit for path, unit in interpreter._units.items() if unit is not None and not unit.home}
-        self._entered_from: Dict[int, cst.Call] = {}
+        self._entered_from: Dict[int, Tuple[cst.Call, str]] = {}  # funcdef -> (call here, module entered)
         self._foreign_syntax: Dict[str, "_SyntaxIndex"] = {}
         self._foreign_positions: Dict[str, object] = {}
         for root in self.roots:
@@ -312,7 +312,7 @@ class Model:
             node, entered_by = stack.pop()
             if isinstance(node, Frame):
                 if node.module is not None:  # code of another module, entered from here
-                    entered_by = entered_by if entered_by is not None else node.call
+                    entered_by = entered_by if entered_by is not None else (node.call, node.module)
                     self._entered_from.setdefault(id(node.funcdef), entered_by)
             if hasattr(node, "children"):
                 stack.extend((child, entered_by) for child in reversed(node.children))
@@ -330,10 +330,21 @@ class Model:
     def home_node(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:
         """``node`` when it is code of the checked module; for code of another module of the project,
         the call in the checked module through which the trace entered it; None when unknown."""
-        path = self.module_of(node)
-        if path is None:
+        if self.module_of(node) is None:
             return node
-        index = self._foreign_index(path)
+        entered = self._entry_of(node)
+        return entered[0] if entered is not None else None
+
+    def entered_module(self, node: cst.CSTNode) -> Optional[str]:
+        """For code of another module: the module the trace entered first on its way there (the one
+        whose own analysis would see the same thing); None for the checked module or unknown."""
+        if self.module_of(node) is None:
+            return None
+        entered = self._entry_of(node)
+        return entered[1] if entered is not None else None
+
+    def _entry_of(self, node: cst.CSTNode) -> Optional[Tuple[cst.Call, str]]:
+        index = self._foreign_index(self.module_of(node))
         current: Optional[cst.CSTNode] = node
         while current is not None:
             if isinstance(current, cst.FunctionDef) and id(current) in self._entered_from:
@@ -380,8 +391,12 @@ class Model:
     def mentions(self, identifier: str) -> List[cst.CSTNode]:
         """Every reference to ``identifier`` in the module, scope-blind: ``Name`` nodes spelled so and
         ``Attribute`` nodes whose attribute is so spelled (``self.scheduler``); not definitions,
-        keyword-argument names or imports. Used to prove the *absence* of other uses."""
-        return self._syntax().mentions.get(identifier, [])
+        keyword-argument names or imports. Used to prove the *absence* of other uses, so the modules
+        of the project the trace entered are searched too (their code ran as part of this one)."""
+        found = self._syntax().mentions.get(identifier, [])
+        if self.units:
+            found = found + [m for path in self.units for m in self._foreign_index(path).mentions.get(identifier, [])]
+        return found
 
     def assigned_names(self, node: cst.CSTNode) -> Set[str]:
         """Dotted names bound anywhere inside ``node`` (assignment, augmented assignment, ``for`` and

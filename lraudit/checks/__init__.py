@@ -196,16 +196,17 @@ def _relative(target: str, path: str) -> str:
 
 def _project_reports(model, reports: List[Report], select, context) -> List[Report]:
     """Reports on code of another module of the project stay only when they need this module to be
-    seen: one that the other module's own analysis makes too is that module's finding (reported
-    when it is checked), never this one's. The rest are located at the call here that led there."""
+    seen: one that the analysis of the module entered from here (the one whose code led there)
+    makes too is that module's finding (reported when it is checked), never this one's. The rest are
+    located at the call here that led there."""
     kept: List[Report] = []
     own: Dict[str, set] = {}
     for report in reports:
-        path = model.module_of(report.node)
-        if path is None:
+        if model.module_of(report.node) is None:
             kept.append(report)
             continue
-        if model.home_node(report.node) is None:
+        path = model.entered_module(report.node)
+        if path is None:
             continue  # no call of this module leads there: not this module's to report
         if path not in own:
             unit = model.units[path]

@@ -136,17 +136,20 @@ class PartialParamGroupUpdate(StaticRule):
                 continue  # an unknown index, or the function also updates every group
             # Groups 0..n-1 certainly exist (n exact, or a lower bound when groups were added to an
             # optimizer of unknown size): an update that misses one of them is partial. Negative
-            # indices and slices depend on the exact count: unknown count, silent.
+            # indices and open-ended slices depend on the exact count: unknown count, silent
+            # (``[:1]`` or ``[0:2]`` do not: they cover the same groups whatever the count).
             exact = optimizer.groups
             count = exact or optimizer.min_groups
             covered = set()
             unsure = False
             for index in indices:
                 if isinstance(index, GroupSlice):
-                    if exact is None:
-                        unsure = True
-                    else:
+                    if exact is not None:
                         covered.update(index.covered(exact))
+                    elif index.upper is not None and index.upper >= 0 and (index.lower or 0) >= 0:
+                        covered.update(range(index.lower or 0, index.upper))
+                    else:
+                        unsure = True
                 else:
                     if exact is None and any(i < 0 for i in index):
                         unsure = True
