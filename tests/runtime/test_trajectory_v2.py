@@ -347,3 +347,29 @@ def test_param_record_keeps_columns_by_group_and_key():
     p.at(2, p.read(groups))
     assert p.columns[3] == (2, "momentum") and p.current == [0.9, 0.9, 0.99, 0.5]
     assert p.start(3) == 2 and not p.changed
+
+
+def test_run_report_and_lraudit_report_print_the_same_table(tmp_path):
+    from rich.console import Console
+
+    from lraudit.runtime.trajectory_report import load_trajectory, render_trajectory
+
+    m = model()
+    opt = torch.optim.SGD([{"params": m[0].parameters(), "name": "[no_decay]"}, {"params": m[1].parameters()}],
+                          lr=0.1, momentum=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with audit(opt) as run:
+            sched = L.OneCycleLR(opt, max_lr=0.3, total_steps=12)
+            for i in range(12):
+                train_step(m, opt)
+                sched.step()
+                if i == 6:
+                    opt.param_groups[1]["lr"] = 0.5  # LR002 / LR004
+    live = Console(width=120, record=True, file=open(os.devnull, "w"))
+    run.report(live)
+    saved = Console(width=120, record=True, file=open(os.devnull, "w"))
+    render_trajectory(load_trajectory(run.save(tmp_path / "lr.json")), saved)
+    text = live.export_text()
+    assert text == saved.export_text()
+    assert "lr-SGD/[no_decay]" in text and "lr-SGD/pg2-momentum" in text and "LR002" in text
