@@ -60,6 +60,36 @@ def measure(label, lr_at, steps, groups, folder):
           f"save {saved:.2f} s, read back {loaded:.2f} s")
 
 
+def measure_hooks(steps, groups, folder):
+    """The same through the real optimizer hooks of an audit: a parameterless optimizer stepped ``steps``
+    times, 8 groups at a constant LR, then a cosine schedule (CosineAnnealingLR stepped every step)."""
+    try:
+        import torch
+    except ImportError:
+        print("  (torch not installed: the real-hooks runs are skipped)")
+        return
+    from lraudit.runtime import audit
+
+    class NoOp(torch.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {"lr": 1e-3})
+
+        def step(self, closure=None):
+            return None
+
+    for label, cosine_schedule in (("constant LR", False), ("CosineAnnealingLR, 8 groups at 2 LRs", True)):
+        params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(groups)]
+        opt = NoOp([{"params": [p], "lr": 1e-3 if j % 2 else 5e-4} for j, p in enumerate(params)])
+        with audit(opt) as run:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if cosine_schedule else None
+            for _ in range(steps):
+                opt.step()
+                if sched is not None:
+                    sched.step()
+        path = run.save(os.path.join(folder, "hooks.json"))
+        print(f"  real hooks, {label}: {os.path.getsize(path):,} bytes ({run.steps():,} steps recorded)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100_000)
@@ -69,6 +99,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         for label, lr_at in SCHEDULES.items():
             measure(label, lr_at, args.steps, args.groups, folder)
+        measure_hooks(args.steps, args.groups, folder)
     return 0
 
 
