@@ -12,9 +12,14 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from lraudit.config import Settings, path_matches, tomllib
+from lraudit.config import _KEYS, Settings, path_matches, tomllib
 
 Row = Tuple[str, object, str]  # key, value, source
+
+
+def config_keys():
+    """Every key ``[tool.lraudit]`` accepts."""
+    return _KEYS
 
 
 def _file_keys(path: Optional[Path]) -> Dict[str, object]:
@@ -79,6 +84,10 @@ def settings_rows(
     rows.append(("respect-gitignore", settings.respect_gitignore, source("respect-gitignore")))
     rows.append(("force-exclude", bool(getattr(settings, "force_exclude", False)),
                  source("force-exclude", "--force-exclude")))
+    shown = {row[0] for row in rows}
+    for key in config_keys():  # keys added to the config later show up too, with their source
+        if key not in shown and key not in ("select", "extend-select", "ignore"):
+            rows.append((key, getattr(settings, key.replace("-", "_"), None), source(key)))
     for path in files:
         patterns = [p for p in settings.per_file_ignores if path_matches(path, p, settings.root)]
         rows.append((f"rules for {path}", sorted(settings.rules - settings.ignored_for(path)),

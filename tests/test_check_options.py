@@ -174,6 +174,10 @@ def test_show_settings_says_where_each_value_came_from(project):
     assert "LR002" not in data["rules"]["value"] and "LR001" in data["rules"]["value"]
     assert data["respect-gitignore"]["source"] == "default" and data["exclude"]["source"] == "default"
     assert data["force-exclude"] == {"value": False, "source": "default"}
+    from lraudit.show_settings import config_keys
+
+    # every configuration key is shown (select/extend-select/ignore when given, and as `rules`)
+    assert set(config_keys()) - {"select", "extend-select"} <= set(data)
     forced = json.loads(check("--show-settings", "--format", "json", "--force-exclude").stdout)
     assert forced["force-exclude"] == {"value": True, "source": "command line (--force-exclude)"}
     write(project / "tests" / "test_a.py", BUGGY)
