@@ -115,6 +115,7 @@ class InvalidLr(StaticRule):
                 yield self.report(lr, f"negative learning rate `{model.text(lr.value)}`: torch optimizers reject it "
                                       "(ValueError) and any other would ascend the loss; use a positive LR")
             elif value == 0 and not (groups and all(own for _, own in groups)) \
+                    and not self._groups_set_their_lr(model, call) \
                     and self._zero_matters(model, optimizer, call):
                 yield self.report(lr, "learning rate 0: this optimizer steps but never changes a weight; "
                                       "give it a positive LR (set a frozen group's 'lr' to 0 instead, or "
@@ -143,6 +144,26 @@ class InvalidLr(StaticRule):
                     own = (item, value) if value is not None else (item, 1.0)
             groups.append((element.value, own))
         return groups
+
+    @staticmethod
+    def _groups_set_their_lr(model: Model, call: cst.Call) -> bool:
+        """The optimizer's params are param-group dicts of which some set their own ``lr`` (so the
+        optimizer's default LR is not what they train with), or groups we cannot see: a literal list
+        of ``{...}`` / ``dict(...)`` entries, or a list variable filled by ``append``/``extend``/``+=``
+        (``groups.append(dict(params=backbone, lr=lr * 0.1))``) or a comprehension."""
+        params = argument(call, "params", 0)
+        if params is None:
+            return False
+        elements = param_list_elements(model, params.value, call)
+        if elements is None:
+            return False
+        if elements is UNSEEN:
+            return True  # built in ways we cannot see: the groups may set their LR
+        for element in elements:
+            has_lr = group_has_key(element, "lr")
+            if has_lr is None or has_lr:
+                return True  # not a group literal (unknown), or a group with its own LR
+        return False
 
     @staticmethod
     def _zero_matters(model: Model, optimizer: OptimizerObj, call: cst.Call) -> bool:
@@ -184,6 +205,87 @@ class InvalidLr(StaticRule):
                         f"{what} `{keyword}` ({model.text(node)}) for {name}: the schedule reaches a "
                         f"{what} learning rate; use {allowed}",
                     )
+
+
+def group_has_key(node: cst.BaseExpression, key: str) -> Optional[bool]:
+    """Whether a param-group literal (``{"params": p, "lr": x}`` or ``dict(params=p, lr=x)``) sets
+    ``key``; None when ``node`` is not such a literal (or has parts we cannot see: ``**extra``)."""
+    if isinstance(node, cst.Dict):
+        keys = []
+        for item in node.elements:
+            if not isinstance(item, cst.DictElement) or not isinstance(item.key, cst.SimpleString):
+                return None
+            keys.append(item.key.evaluated_value)
+        return key in keys
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "dict":
+        if any(arg.keyword is None for arg in node.args):
+            return None  # ``dict(base, lr=...)``, ``dict(**extra)``
+        return any(arg.keyword.value == key for arg in node.args)
+    return None
+
+
+class _Unseen:
+    """A list of param groups with entries we cannot all see."""
+
+
+UNSEEN = _Unseen()
+
+
+def param_list_elements(model: Model, node: cst.BaseExpression, call: cst.Call, depth: int = 0):
+    """The param-group entries given to an optimizer: the elements of a literal list, or of a list
+    variable of the same function (its literal value, ``append``/``insert`` arguments, ``extend`` and
+    ``+=`` of literal lists; a comprehension's element). None when ``node`` is not a list of groups
+    at all (``model.parameters()``); ``UNSEEN`` when it is a list whose entries we cannot all see."""
+    if isinstance(node, (cst.List, cst.Tuple)):
+        return [e.value for e in node.elements] if all(isinstance(e, cst.Element) for e in node.elements) else UNSEEN
+    if isinstance(node, (cst.ListComp, cst.GeneratorExp)):
+        return [node.elt]
+    if not isinstance(node, cst.Name):
+        return None
+    if depth > 3:
+        return UNSEEN
+    function = _function_of(model, call)
+    found: List[cst.BaseExpression] = []
+    for mention in model.mentions(node.value):
+        if _function_of(model, mention) is not function:
+            continue
+        parent = model.parent(mention)
+        if isinstance(parent, cst.AssignTarget):
+            value = model.parent(parent).value
+            if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) \
+                    and value.func.attr.value in ("parameters", "named_parameters"):
+                return None  # ``params = model.parameters()``: one group, the optimizer's LR
+            more = param_list_elements(model, value, call, depth + 1)
+        elif isinstance(parent, cst.AugAssign) and parent.target is mention:
+            more = param_list_elements(model, parent.value, call, depth + 1)
+        elif isinstance(parent, cst.Attribute) and parent.value is mention:
+            grand = model.parent(parent)
+            if not (isinstance(grand, cst.Call) and grand.func is parent):
+                continue
+            args = [a.value for a in grand.args if a.keyword is None]
+            method = parent.attr.value
+            if method == "append" and len(args) == 1:
+                more = [args[0]]
+            elif method == "insert" and len(args) == 2:
+                more = [args[1]]
+            elif method == "extend" and len(args) == 1:
+                more = param_list_elements(model, args[0], call, depth + 1)
+            else:
+                continue
+        else:
+            continue
+        if more is None or more is UNSEEN:
+            return UNSEEN  # an entry we cannot see
+        found.extend(more)
+    # A name never filled in this function (a parameter, a global): its entries are unknown.
+    return found if found else UNSEEN
+
+
+def _function_of(model: Model, node: cst.CSTNode) -> Optional[cst.FunctionDef]:
+    parent = model.parent(node)
+    while parent is not None and not isinstance(parent, cst.FunctionDef):
+        parent = model.parent(parent)
+    return parent
 
 
 def _harmless_argument(model: Model, call: cst.Call) -> bool:
