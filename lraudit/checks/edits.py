@@ -139,6 +139,11 @@ def move_step_after(model: Model, step: Event, optimizer_step: Event, receiver: 
         return None
     if _may_exit(crossed):
         return None
+    # A later step of the same scheduler in the block: the move would put two steps in one iteration
+    # (LR013's duplicated step), whatever guards the later one.
+    stepped_again = re.compile(r"(?<![\w.])" + re.escape(receiver) + r"\s*\.\s*step\s*\(")
+    if any(stepped_again.search(model.text(s)) for s in body[target_index + 1:]):
+        return None
     moved = statement
     return Fix(
         "move the scheduler step after the optimizer step",

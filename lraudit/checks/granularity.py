@@ -26,6 +26,7 @@ import libcst as cst
 
 from lraudit.analysis import Model
 from lraudit.analysis.imports import dotted_name
+from lraudit.analysis.known import LR_SCHEDULER
 from lraudit.analysis.trace import Event, Loop, arms_not_shared, exclusive, innermost_loop
 from lraudit.analysis import values as V
 from lraudit.analysis.values import Const, SchedulerObj, some
@@ -304,6 +305,9 @@ def _sizes(model: Model, scheduler: SchedulerObj, depth: int = 0) -> List[Size]:
             unit = STEPS
         extra = ", steps_per_epoch=" + " ".join(model.text(per_epoch).split())
         return [Size(unit, "epochs", epochs, scheduler, extra=extra)] if unit else []
+    if kind.cls == "LambdaLR" and scheduler.qualname == f"{LR_SCHEDULER}.LambdaLR":
+        size = _lambda_size(model, scheduler, call, units, origins)
+        return [size] if size is not None else []
     for keyword, position in kind.size_args:
         node = _argument(call, keyword, position, optimizer_position)
         if node is None:
@@ -317,6 +321,131 @@ def _sizes(model: Model, scheduler: SchedulerObj, depth: int = 0) -> List[Size]:
             for option in some(child, SchedulerObj):
                 found.extend(_sizes(model, option, depth + 1))
     return found
+
+
+def _lambda_function(model: Model, node: cst.BaseExpression, origins: Dict[int, cst.BaseExpression]):
+    """The lambda (or ``def``) given as ``lr_lambda``: (its parameter names, the expressions it
+    returns, the node to show); None when it cannot be read (a list of lambdas, a method, a factory)."""
+    if isinstance(node, cst.Name):
+        origin = origins.get(id(node))
+        if isinstance(origin, cst.Lambda):
+            node = origin
+        elif origin is None:
+            defs = [d for d in _function_defs(model) if d.name.value == node.value]
+            if len(defs) != 1:
+                return None
+            funcdef = defs[0]
+            params = [p.name.value for p in list(funcdef.params.posonly_params) + list(funcdef.params.params)]
+            returns = [r.value for r in _returns(funcdef) if r.value is not None]
+            return (frozenset(params), returns, node) if params and returns else None
+    if isinstance(node, cst.Lambda):
+        params = [p.name.value for p in list(node.params.posonly_params) + list(node.params.params)]
+        return (frozenset(params), [node.body], node) if params else None
+    return None
+
+
+def _function_defs(model: Model) -> List[cst.FunctionDef]:
+    found: List[cst.FunctionDef] = []
+
+    class _Defs(cst.CSTVisitor):
+        def visit_FunctionDef(self, n: cst.FunctionDef) -> None:
+            found.append(n)
+
+    model.module.visit(_Defs())
+    return found
+
+
+def _returns(funcdef: cst.FunctionDef) -> List[cst.Return]:
+    found: List[cst.Return] = []
+
+    class _Returns(cst.CSTVisitor):
+        def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
+            return n is funcdef  # not the returns of nested functions
+
+        def visit_Lambda(self, n: cst.Lambda) -> bool:
+            return False
+
+        def visit_Return(self, n: cst.Return) -> None:
+            found.append(n)
+
+    funcdef.visit(_Returns())
+    return found
+
+
+def _free_parts(node: cst.CSTNode, params: frozenset) -> List[cst.BaseExpression]:
+    """The largest sub-expressions of ``node`` that do not read the lambda's parameter: in
+    ``(1 - x / epochs) ** 0.9`` they are ``1``, ``epochs`` and ``0.9``; the callee of a call is not one."""
+    if not any(isinstance(n, cst.Name) and n.value in params for n in _names_in(node)):
+        return [node]
+    if isinstance(node, cst.Call):
+        children = [a.value for a in node.args]
+    else:
+        children = _expression_children(node)
+    parts: List[cst.BaseExpression] = []
+    for child in children:
+        if not isinstance(child, cst.Name) or child.value not in params:
+            parts.extend(_free_parts(child, params))
+    return parts
+
+
+def _expression_children(node: cst.CSTNode) -> List[cst.CSTNode]:
+    """Sub-expressions of the arithmetic a schedule lambda is made of."""
+    if isinstance(node, cst.BinaryOperation):
+        return [node.left, node.right]
+    if isinstance(node, cst.UnaryOperation):
+        return [node.expression]
+    if isinstance(node, cst.BooleanOperation):
+        return [node.left, node.right]
+    if isinstance(node, cst.Comparison):
+        return [node.left] + [c.comparator for c in node.comparisons]
+    if isinstance(node, cst.IfExp):
+        return [node.test, node.body, node.orelse]
+    if isinstance(node, (cst.Tuple, cst.List)):
+        return [e.value for e in node.elements]
+    if isinstance(node, cst.Subscript):
+        return [node.value] + [e.slice.value for e in node.slice if isinstance(e.slice, cst.Index)]
+    if isinstance(node, cst.Attribute):
+        return [node.value]
+    return []
+
+
+def _names_in(node: cst.CSTNode) -> List[cst.Name]:
+    stack, found = [node], []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Name):
+            found.append(current)
+        elif isinstance(current, cst.Attribute):
+            stack.append(current.value)
+        else:
+            stack.extend(_expression_children(current) if not isinstance(current, cst.Call)
+                         else [current.func] + [a.value for a in current.args])
+    return found
+
+
+def _lambda_size(model: Model, scheduler: SchedulerObj, call: cst.Call, units: "Units",
+                 origins: Dict[int, cst.BaseExpression]) -> Optional[Size]:
+    """LambdaLR: the unit of the quantities its lambda divides its position by (``lambda x: (1 - x /
+    epochs) ** 0.9`` is sized in epochs, ``lambda step: min(1.0, step / warmup_steps)`` in steps), when
+    every such quantity with a unit agrees."""
+    argument_node = _argument(call, "lr_lambda", 0, scheduler.kind.optimizer_arg[1])
+    if argument_node is None:
+        return None
+    function = _lambda_function(model, argument_node, origins)
+    if function is None:
+        return None
+    params, bodies, shown = function
+    found = {}
+    for body in bodies:
+        for part in _free_parts(body, params):
+            unit = unit_of(units.dim(part))
+            if unit is not None:
+                found.setdefault(unit, part)
+    if len(found) != 1:
+        return None
+    unit = next(iter(found))
+    origin = shown if shown is not argument_node else None
+    return Size(unit, "lr_lambda", argument_node, scheduler, origin)
 
 
 def schedule_size(model: Model, scheduler: SchedulerObj) -> Optional[Size]:
@@ -561,7 +690,8 @@ class StepGranularityMismatch(StaticRule):
 
     def check(self, model: Model) -> Iterable[Report]:
         for scheduler in model.schedulers:
-            if scheduler.parent is not None or not scheduler.kind.size_args and not scheduler.kind.composite:
+            if scheduler.parent is not None or not scheduler.kind.size_args and not scheduler.kind.composite \
+                    and scheduler.kind.cls != "LambdaLR":
                 continue
             steps = [s.event for s in model.scheduler_steps if s.scheduler is scheduler]
             if any(isinstance(e.call, cst.Call) and e.call.args for e in steps):

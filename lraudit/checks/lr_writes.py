@@ -114,12 +114,70 @@ def _count_text(optimizer: OptimizerObj) -> str:
     return str(optimizer.groups) if optimizer.groups is not None else f"{optimizer.min_groups} or more"
 
 
+def _received_optimizer(model: Model, write: Event) -> Optional[str]:
+    """For ``optimizer.param_groups[0]["lr"] = x`` in a function that receives ``optimizer`` as a
+    parameter (a ``set_lr(optimizer, lr)`` helper): the parameter's name; else None."""
+    funcdef = write.funcdef
+    node = write.node
+    if funcdef is None or not isinstance(node, (cst.Assign, cst.AugAssign)):
+        return None
+    target = node.targets[0].target if isinstance(node, cst.Assign) and len(node.targets) == 1 else \
+        getattr(node, "target", None)
+    # target: <receiver>.param_groups[0]["lr"]
+    if not isinstance(target, cst.Subscript) or not isinstance(target.value, cst.Subscript):
+        return None
+    groups = target.value.value
+    if not isinstance(groups, cst.Attribute) or groups.attr.value != "param_groups":
+        return None
+    receiver = groups.value
+    if not isinstance(receiver, cst.Name):
+        return None
+    params = list(funcdef.params.posonly_params) + list(funcdef.params.params) + list(funcdef.params.kwonly_params)
+    names = [p.name.value for p in params]
+    if receiver.value not in names or (names and names[0] in ("self", "cls") and receiver.value == names[0]):
+        return None
+    return receiver.value
+
+
 class PartialParamGroupUpdate(StaticRule):
     """LR004: a manual LR update touches only some param groups of a multi-group optimizer."""
 
     code = "LR004"
 
     def check(self, model: Model) -> Iterable[Report]:
+        yield from self._known_groups(model)
+        yield from self._helpers(model)
+
+    def _helpers(self, model: Model) -> Iterable[Report]:
+        """A helper that receives any optimizer and writes only ``param_groups[0]["lr"]``: the optimizers
+        it is given may have several groups, unless every one the module passes it has exactly one."""
+        by_node: Dict[int, List[Event]] = {}
+        for write in model.lr_writes():
+            if _received_optimizer(model, write) is not None:
+                by_node.setdefault(id(write.node), []).append(write)
+        for events in by_node.values():
+            write = events[0]
+            if any(e.data.get("indices") != frozenset({0}) for e in events):
+                continue
+            # The helper's other writes (``param_groups[1]["lr"]``, a loop over every group).
+            others = [e for e in model.lr_writes() if e.funcdef is write.funcdef and e.node is not write.node]
+            if any(e.data.get("indices") != frozenset({0}) for e in others):
+                continue
+            targets = [o for e in events for o in known_options(e.target)]
+            if targets and all(isinstance(o, OptimizerObj) and o.groups == 1 for o in targets):
+                continue  # every optimizer the module gives it has one group
+            if any(isinstance(o, OptimizerObj) and o.min_groups >= 2 for o in targets):
+                continue  # reported with its optimizer's group count by the known-groups pass
+            name = _received_optimizer(model, write)
+            yield self.report(
+                write.node,
+                f"`{write.funcdef.name.value}` receives an optimizer (`{name}`) and writes only "
+                f"`{name}.param_groups[0]['lr']`: an optimizer with several param groups (a backbone at a "
+                "lower LR, a no-decay group) keeps its other groups at their old LR; update every group "
+                f"(`for group in {name}.param_groups: ...`)",
+            )
+
+    def _known_groups(self, model: Model) -> Iterable[Report]:
         writes: Dict[Tuple[int, int], List[Event]] = {}
         optimizers: Dict[int, OptimizerObj] = {}
         for write in model.lr_writes():

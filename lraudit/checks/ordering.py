@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Iterable, List, Optional
 
+import libcst as cst
+
 from lraudit.analysis import Model
 from lraudit.analysis.trace import Context, Event, arms_not_shared, exclusive, innermost_loop
 from lraudit.checks.base import Report, StaticRule, describe_scheduler, receiver_text
@@ -63,6 +65,29 @@ def accumulation_mismatch(model: Model, step: Event, opt_steps: List[Event]) -> 
     return first_guarded
 
 
+def duplicate_step(model: Model, step: Event, sched_steps: List[Event], opt_steps: List[Event]) -> Optional[Event]:
+    """Another step of the same scheduler in the same iteration of the loop that steps it (a
+    duplicated ``scheduler.step()``), when both run on every pass together and the optimizer steps at
+    most once per iteration of that loop; None otherwise. ``step(epoch)`` sets a position and is not
+    counted."""
+    loop = innermost_loop(step)
+    if loop is None or _has_arguments(step):
+        return None
+    twins = [s for s in sched_steps if s is not step and s.node is not step.node and innermost_loop(s) is loop
+             and not _has_arguments(s) and not exclusive(s, step)
+             and not arms_not_shared(s, step) and not arms_not_shared(step, s)]
+    if not twins:
+        return None
+    per_iteration = [o for o in opt_steps if innermost_loop(o) is loop and not exclusive(o, step)]
+    if len({id(o.node) for o in per_iteration}) > 1:
+        return None  # two optimizer steps per iteration (two losses): two scheduler steps may match them
+    return twins[0]
+
+
+def _has_arguments(event: Event) -> bool:
+    return isinstance(event.call, cst.Call) and bool(event.call.args)
+
+
 def runs_before_first_optimizer_step(model: Model, step: Event, opt_steps: List[Event]) -> bool:
     """True when the scheduler ``step`` certainly can run before every optimizer step of the pass."""
     # ``opt_steps`` are in execution order: the first one that can run with ``step`` decides.
@@ -101,6 +126,8 @@ class SchedulerBeforeOptimizer(StaticRule):
                     continue  # the author silenced torch's own warning for this: a deliberate order
                 if accumulation_mismatch(model, step, opt_steps) is not None:
                     continue  # LR013 tells the real story of this statement
+                if duplicate_step(model, step, sched_steps, opt_steps) is not None:
+                    continue  # stepped twice per iteration: LR013 (its fix would leave both steps)
                 first = next(o for o in opt_steps if not exclusive(o, step))
                 if first.kind == "train_call":
                     where = (f"`{first.data['name']}(...)` (line {model.line(first.node)}), which is given "
@@ -122,6 +149,7 @@ class StepCountMismatch(StaticRule):
     code = "LR013"
 
     def check(self, model: Model) -> Iterable[Report]:
+        yield from self._duplicates(model)
         for scheduler, sched_steps, opt_steps in scheduler_step_pairs(model):
             for step in sched_steps:
                 guarded = accumulation_mismatch(model, step, opt_steps)
@@ -135,3 +163,32 @@ class StepCountMismatch(StaticRule):
                     f"`{guard.condition_text}`: {describe_scheduler(scheduler)} advances once per "
                     "micro-batch; step it under the same condition as the optimizer",
                 )
+
+    def _duplicates(self, model: Model) -> Iterable[Report]:
+        """A scheduler stepped twice in one iteration of the loop that steps it: reported once, at the
+        later step."""
+        for root in model.roots:
+            for scheduler in model.schedulers:
+                if scheduler.parent is not None or scheduler.cls == "ReduceLROnPlateau":
+                    continue
+                sched_steps = model.steps_of_scheduler(scheduler, root)
+                if len(sched_steps) < 2:
+                    continue
+                opt_steps = model.steps_of_optimizers(model.optimizers_of(scheduler), root)
+                for step in sched_steps:
+                    twin = duplicate_step(model, step, sched_steps, opt_steps)
+                    if twin is None or twin.order > step.order:
+                        continue  # reported at the later of the two
+                    loop = innermost_loop(step)
+                    yield self.report(
+                        step.node,
+                        f"`{receiver_text(model, step.call)}.step()` runs a second time in each iteration of the "
+                        f"loop over `{_short(loop.iter_text)}` (also line {model.line(twin.node)}): "
+                        f"{describe_scheduler(scheduler)} advances twice per iteration, so its schedule runs "
+                        "twice as fast; step it once",
+                    )
+
+
+def _short(text: str, limit: int = 50) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
