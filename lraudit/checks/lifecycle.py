@@ -7,6 +7,7 @@ object may be used by code the model cannot see (another module, a framework, a 
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
@@ -71,9 +72,12 @@ class SchedulerNeverStepped(StaticRule):
         for schedulers in sorted(candidates, key=lambda group: model.line(group[0].site)):
             site = schedulers[0].site
             bound = binding(model, site)
+            if bound is None:
+                bound = _prepared_binding(model, site)  # ``sched = accelerator.prepare(StepLR(...))``
             if bound is None or (bound.kind == "attribute" and not _private_to_plain_class(model, site, bound)):
                 continue  # stored somewhere a framework or another module may read it
             if bound.kind != "discarded" and may_escape(model, bound.names, bound.scope,
+                                                        safe_argument=partial(_prepared_stays_here, model, bound),
                                                         attributes=bound.kind == "attribute"):
                 continue  # stepped, passed, returned, stored, captured ... somewhere we cannot follow
             if bound.kind != "discarded":
@@ -95,10 +99,68 @@ class SchedulerNeverStepped(StaticRule):
 
     @staticmethod
     def _may_run(model: Model, scheduler: SchedulerObj) -> bool:
-        """Stepped, composed into another scheduler, or handed on (returned, passed, prepared)."""
+        """Stepped, composed into another scheduler, or handed on (returned, passed, prepared by
+        anything but accelerate, whose prepared scheduler is the same object, stepped by the user)."""
         if scheduler.parent is not None or steps_touching(model, scheduler):
             return True
-        return any(e.target is scheduler and not _returned_to_caller(e) for e in model.events_of_kind("handoff"))
+        return any(e.target is scheduler and not _returned_to_caller(e) and not _accelerate_prepare(model, e.node)
+                   for e in model.events_of_kind("handoff"))
+
+
+_PREPARE = frozenset({"prepare", "prepare_scheduler"})
+
+
+def _accelerate_prepare(model: Model, node: cst.CSTNode) -> bool:
+    """``accelerator.prepare(...)`` / ``prepare_scheduler(...)`` in a module that imports accelerate:
+    its ``AcceleratedScheduler`` steps the wrapped scheduler only when the user steps it (its
+    ``get_lr`` forwards too), and the model keeps the scheduler's identity through it."""
+    return (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in _PREPARE
+            and model.imports.mentions("accelerate"))
+
+
+def _prepared_names(model: Model, call: cst.Call, argument: cst.CSTNode) -> Optional[Tuple[str, ...]]:
+    """The names an accelerate ``prepare`` call binds ``argument``'s prepared value to: the call's own
+    target for one argument, the target at the argument's position when the result is unpacked."""
+    positional = [a.value for a in call.args if a.keyword is None and not a.star]
+    if any(a.star for a in call.args) or argument not in positional:
+        return None
+    statement = model.parent(call)
+    if not isinstance(statement, cst.Assign) or len(statement.targets) != 1:
+        return None
+    target = statement.targets[0].target
+    if len(positional) == 1 and isinstance(target, cst.Name):
+        return (target.value,)
+    if isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == len(positional):
+        element = target.elements[positional.index(argument)].value
+        return (element.value,) if isinstance(element, cst.Name) else None
+    return None
+
+
+def _prepared_binding(model: Model, site: cst.CSTNode):
+    """The binding of a scheduler built inside ``accelerator.prepare(...)``."""
+    arg = model.parent(site)
+    call = model.parent(arg) if isinstance(arg, cst.Arg) else None
+    if not isinstance(call, cst.Call) or not _accelerate_prepare(model, call):
+        return None
+    names = _prepared_names(model, call, site)
+    bound = binding(model, call) if names is not None else None
+    return bound if bound is not None and bound.kind == "local" and bound.names == names else None
+
+
+def _prepared_stays_here(model: Model, bound, call: cst.Call) -> bool:
+    """A scheduler handed to accelerate's ``prepare``: harmless when what it returns for it stays in
+    this function (then its steps, if any, are the model's steps of the same object)."""
+    if not _accelerate_prepare(model, call):
+        return False
+    for arg in call.args:
+        if isinstance(arg.value, cst.Name) and arg.value.value in bound.names:
+            names = _prepared_names(model, call, arg.value)
+            if names is None:
+                return False
+            if set(names) - set(bound.names) and may_escape(model, tuple(set(names) - set(bound.names)), bound.scope):
+                return False
+            return True
+    return False
 
 
 def _returned_to_caller(event: Event) -> bool:

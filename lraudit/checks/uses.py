@@ -107,6 +107,8 @@ def use_of(model: Model, mention: cst.CSTNode) -> str:
     node, parent = mention, model.parent(mention)
     if isinstance(parent, cst.AssignTarget) and parent.target is node:
         return "write"
+    if isinstance(parent, cst.Element) and _unpacking_target(model, parent):
+        return "write"  # ``model, optimizer, scheduler = accelerator.prepare(...)`` rebinds it
     if isinstance(parent, (cst.AnnAssign,)) and parent.target is node:
         return "write"
     if isinstance(parent, cst.Del):
@@ -130,6 +132,12 @@ def use_of(model: Model, mention: cst.CSTNode) -> str:
             return "inspect"
         return "argument"
     return "other"
+
+
+def _unpacking_target(model: Model, element: cst.Element) -> bool:
+    sequence = model.parent(element)
+    target = model.parent(sequence) if isinstance(sequence, (cst.Tuple, cst.List)) else None
+    return isinstance(target, (cst.AssignTarget, cst.For)) and getattr(target, "target", None) is sequence
 
 
 def _truth_tested(model: Model, node: cst.CSTNode) -> bool:
