@@ -126,7 +126,8 @@ class Cache:
 
 def valid_value(value: Any) -> bool:
     """The shape the engine stores: ``{"e": message}`` or ``{"f": [[line, column, end_line,
-    end_column, rule, message, fixable], ...], "n"?: note}``, rules among the catalogue's."""
+    end_column, rule, message, fixable, level], ...], "n"?: note}``, rules among the catalogue's
+    (``level``: the finding's own severity or null; entries of 7 items, without it, are read too)."""
     from lraudit import catalog
 
     if not isinstance(value, dict):
@@ -139,9 +140,11 @@ def valid_value(value: Any) -> bool:
     if "n" in value and not isinstance(value["n"], str):
         return False
     for item in findings:
-        if not (isinstance(item, list) and len(item) == 7):
+        if not (isinstance(item, list) and len(item) in (7, 8)):
             return False
-        line, column, end_line, end_column, rule, message, fixable = item
+        if len(item) == 8 and item[7] not in (None, catalog.ERROR, catalog.WARNING, catalog.INFO):
+            return False
+        line, column, end_line, end_column, rule, message, fixable = item[:7]
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                    for v in (line, column, end_line, end_column)):
             return False

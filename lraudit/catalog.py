@@ -13,6 +13,7 @@ DOCS_BASE_URL = "https://github.com/lraudit/lraudit/blob/main/rules"
 
 ERROR = "error"
 WARNING = "warning"
+INFO = "info"  # a finding's own level where the LR is right and only a warning is tripped
 
 FIX_NONE = "none"
 FIX_SAFE = "safe"

@@ -558,11 +558,11 @@ def _mp_context():
 
 
 def _finding_to_cache(f: Finding) -> list:
-    return [f.line, f.column, f.end_line, f.end_column, f.rule, f.message, f.fixable]
+    return [f.line, f.column, f.end_line, f.end_column, f.rule, f.message, f.fixable, f.level]
 
 
 def _finding_from_cache(path: str, v: list) -> Finding:
-    return Finding(path, v[0], v[1], v[2], v[3], v[4], v[5], bool(v[6]))
+    return Finding(path, v[0], v[1], v[2], v[3], v[4], v[5], bool(v[6]), v[7] if len(v) > 7 else None)
 
 
 def check_text(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from lraudit import catalog
 
@@ -16,6 +17,9 @@ class Finding:
     rule: str  # "LR001"
     message: str
     fixable: bool = field(default=False, compare=False)
+    # The finding's own severity when its consequence is milder than the rule's (the LR is right here,
+    # only a warning or an old API is tripped); None: the catalogue's.
+    level: Optional[str] = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -23,7 +27,7 @@ class Finding:
 
     @property
     def severity(self) -> str:
-        return catalog.RULES[self.rule].severity
+        return self.level or catalog.RULES[self.rule].severity
 
     def to_json(self) -> dict:
         return {

@@ -87,7 +87,7 @@ def _choose(reports: List[Report]) -> List[Report]:
 def _finding(model, report: Report, path: str) -> Finding:
     span = model.position(report.node)
     return Finding(path, span.start.line, span.start.column + 1, span.end.line, span.end.column + 1,
-                   report.rule, report.message, report.fixable)
+                   report.rule, report.message, report.fixable, report.severity)
 
 
 def _counts(reports: Iterable[Report]) -> Counter:

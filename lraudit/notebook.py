@@ -100,7 +100,8 @@ class Notebook:
         if end_cell != cell:  # a range never leaves its cell in the report
             end_line, end_column = line, f.column
         return NotebookFinding(
-            f.path, line, f.column, end_line, end_column, f.rule, self.map_message(f.message), f.fixable, cell=cell
+            f.path, line, f.column, end_line, end_column, f.rule, self.map_message(f.message), f.fixable, f.level,
+            cell=cell
         )
 
     def _locate_fixed(self, line: int) -> Tuple[int, int]:

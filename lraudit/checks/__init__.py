@@ -170,7 +170,7 @@ def analyse_source(source: str, path: str, select: Optional[Iterable[str]] = Non
             message += f" (in {_relative(where[0], path)}:{where[1]})"
         findings.append(
             Finding(path, span.start.line, span.start.column + 1, span.end.line, span.end.column + 1,
-                    report.rule, message, report.fixable and where is None)
+                    report.rule, message, report.fixable and where is None, report.severity)
         )
     return SourceAnalysis(sorted(findings), model.cut_short)
 

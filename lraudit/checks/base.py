@@ -38,6 +38,7 @@ class Report:
     message: str
     fixable: bool = False
     fix: Optional[Fix] = None
+    severity: Optional[str] = None  # milder than the catalogue's when the LR is right here
 
 
 class StaticRule:
@@ -48,8 +49,10 @@ class StaticRule:
     def check(self, model: Model) -> Iterable[Report]:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def report(self, node: cst.CSTNode, message: str, fixable: bool = False, fix: Optional[Fix] = None) -> Report:
-        return Report(self.code, node, message, fixable or (fix is not None and fix.safe), fix)
+    def report(self, node: cst.CSTNode, message: str, fixable: bool = False, fix: Optional[Fix] = None,
+               severity: Optional[str] = None) -> Report:
+        """``severity``: this finding's own, when its consequence is milder than the rule's."""
+        return Report(self.code, node, message, fixable or (fix is not None and fix.safe), fix, severity)
 
 
 def describe_scheduler(scheduler: SchedulerObj) -> str:

@@ -14,6 +14,7 @@ from lraudit.analysis import Model
 from lraudit.analysis import known
 from lraudit.analysis.trace import Event
 from lraudit.analysis.values import SchedulerObj, only
+from lraudit.catalog import INFO
 from lraudit.checks.base import Fix, Report, StaticRule, receiver_text
 from lraudit.checks.ordering import runs_before_first_optimizer_step
 
@@ -21,6 +22,8 @@ from lraudit.checks.ordering import runs_before_first_optimizer_step
 # documented (fractional epochs stepped per batch).
 _EPOCH_ARGUMENT_IS_API = frozenset({"ReduceLROnPlateau", "CosineAnnealingWarmRestarts"})
 _NO_ARGUMENT = frozenset({"SequentialLR", "ChainedScheduler"})  # step(self): an argument is a TypeError
+# No get_lr of their own: LRScheduler.get_lr raises NotImplementedError (torch 2.13).
+_NO_GET_LR = _NO_ARGUMENT | {"ReduceLROnPlateau"}
 
 
 def is_torch_scheduler(scheduler: SchedulerObj) -> bool:
@@ -128,10 +131,29 @@ class GetLrCall(StaticRule):
             fix = None
             if not call.args:
                 fix = Fix("use `get_last_lr()`", ((call.func.attr, cst.Name("get_last_lr")),))
-            yield self.report(
-                event.node,
-                f"`{receiver_text(model, call)}.get_lr()` outside a `get_lr` override: it evaluates the "
-                "scheduler's internal formula for the wrong step (and warns); use `get_last_lr()` for the "
-                "LR in use",
-                fix=fix,
-            )
+            receiver = receiver_text(model, call)
+            schedulers = torch_schedulers(event.target)
+            classes = {s.cls for s in schedulers}
+            if classes <= known.CLOSED_FORM_GET_LR:
+                # A closed form of (base LRs, position): the value is the LR in use; torch only warns.
+                yield self.report(
+                    event.node,
+                    f"`{receiver}.get_lr()` outside a `get_lr` override: for {', '.join(sorted(classes))} it "
+                    "computes the LR in use from its closed form, so the LR is right here, but torch warns "
+                    "at every call; use `get_last_lr()`",
+                    fix=fix, severity=INFO,
+                )
+            elif classes <= _NO_GET_LR:
+                yield self.report(
+                    event.node,
+                    f"`{receiver}.get_lr()` on {', '.join(sorted(classes))}: it has no `get_lr` of its own and "
+                    "raises NotImplementedError (torch 2.13); use `get_last_lr()`",
+                    fix=fix,
+                )
+            else:
+                yield self.report(
+                    event.node,
+                    f"`{receiver}.get_lr()` outside a `get_lr` override: it evaluates the scheduler's internal "
+                    "formula for the wrong step (and warns); use `get_last_lr()` for the LR in use",
+                    fix=fix,
+                )

@@ -9,6 +9,8 @@ from lraudit.analysis import Model
 from lraudit.analysis.interpreter import GroupSlice
 from lraudit.analysis.trace import Arm, Event, Frame, Loop, arms_not_shared, exclusive
 from lraudit.analysis.values import ALL, OptimizerObj, SchedulerObj, known_options
+from lraudit.analysis.known import LR_SCHEDULER
+from lraudit.catalog import INFO, WARNING
 from lraudit.checks.base import Report, StaticRule, describe_scheduler
 
 _ITERATION_NAMES = ("step", "epoch", "iter", "idx", "it")
@@ -87,15 +89,88 @@ class ManualWriteWithScheduler(StaticRule):
                                if s.cls != "ReduceLROnPlateau" and write_follows_construction(model, write, s)]
                 if conflicting:
                     scheduler = conflicting[0]
+                    name = describe_scheduler(scheduler)
+                    own = _schedulers_own_value(model, write, scheduler) if len(conflicting) == 1 else None
+                    if own is not None:
+                        formula, exact = own
+                        if exact:
+                            yield self.report(
+                                write.node,
+                                f"manual write to `param_group['lr']` while {name} (line "
+                                f"{model.line(scheduler.site)}) drives this optimizer, but the value written is "
+                                f"{name}'s own closed form (`{formula}`): the LR is right here; let the "
+                                "scheduler write it (its next step recomputes the same value)",
+                                severity=INFO,
+                            )
+                        else:
+                            yield self.report(
+                                write.node,
+                                f"manual warm-up written over {name} (line {model.line(scheduler.site)}), "
+                                f"ramping to the scheduler's own value (`{formula}`): {name} recomputes the LR "
+                                "from its closed form at its next step, so nothing is compounded and the LR is "
+                                "right once the warm-up ends; only during it does this write decide. Consider a "
+                                "warm-up scheduler (SequentialLR) to keep one writer",
+                                severity=WARNING,
+                            )
+                        break
                     kind = ("multiplies the written value from then on" if scheduler.kind.chainable
                             else "overwrites it at its next step")
                     yield self.report(
                         write.node,
-                        f"manual write to `param_group['lr']` while {describe_scheduler(scheduler)} "
+                        f"manual write to `param_group['lr']` while {name} "
                         f"(line {model.line(scheduler.site)}) drives this optimizer: the scheduler {kind}; "
                         "express the manual part as a scheduler (SequentialLR, LambdaLR) instead",
                     )
                     break
+
+
+def _lambda_text(model: Model, scheduler: SchedulerObj) -> Optional[str]:
+    """The expression given as ``lr_lambda`` to a torch LambdaLR (``lf``, ``self.lf``)."""
+    call = scheduler.site
+    if scheduler.qualname != f"{LR_SCHEDULER}.LambdaLR" or not isinstance(call, cst.Call):
+        return None
+    positional = [a for a in call.args if a.keyword is None]
+    arg = next((a for a in call.args if a.keyword is not None and a.keyword.value == "lr_lambda"), None)
+    if arg is None and len(positional) > 1 and not any(a.star for a in call.args):
+        arg = positional[1]
+    if arg is None or not isinstance(arg.value, (cst.Name, cst.Attribute)):
+        return None
+    return model.text(arg.value)
+
+
+def _schedulers_own_value(model: Model, write: Event, scheduler: SchedulerObj) -> Optional[Tuple[str, bool]]:
+    """For a write over a LambdaLR of ``group['initial_lr'] * lf(...)`` (its closed form, with its own
+    lambda): (that formula as written, whether it *is* the written value rather than a point a
+    warm-up ramps to, as in ``np.interp(ni, xi, [0.0, x['initial_lr'] * lf(epoch)])``)."""
+    lam = _lambda_text(model, scheduler)
+    node = write.node
+    value = node.value if isinstance(node, cst.Assign) else None
+    if lam is None or value is None:
+        return None
+    found: List[cst.BinaryOperation] = []
+
+    class _Products(cst.CSTVisitor):
+        def visit_BinaryOperation(self, n: cst.BinaryOperation) -> None:
+            if isinstance(n.operator, cst.Multiply) and _is_closed_form(model, n, lam):
+                found.append(n)
+
+    value.visit(_Products())
+    if not found:
+        return None
+    product = found[0]
+    inner = value
+    while isinstance(inner, cst.Call) and model.text(inner.func) in ("float", "torch.tensor") and len(inner.args) == 1:
+        inner = inner.args[0].value  # ``float(x['initial_lr'] * lf(epoch))`` is the same value
+    return " ".join(model.text(product).split()), inner is product
+
+
+def _is_closed_form(model: Model, product: cst.BinaryOperation, lam: str) -> bool:
+    sides = (product.left, product.right)
+    initial = any(isinstance(x, cst.Subscript) and len(x.slice) == 1 and isinstance(x.slice[0].slice, cst.Index)
+                  and isinstance(x.slice[0].slice.value, cst.SimpleString)
+                  and x.slice[0].slice.value.value.strip("'\"") == "initial_lr" for x in sides)
+    calls = any(isinstance(x, cst.Call) and model.text(x.func) == lam for x in sides)
+    return initial and calls
 
 
 def _update_site(write: Event):
