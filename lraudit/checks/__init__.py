@@ -213,7 +213,7 @@ def _project_reports(model, reports: List[Report], select, context) -> List[Repo
             _, theirs = run_rules(unit.module, select, _unit_scan(unit), context.sibling(path))
             own[path] = {(r.rule, id(r.node)) for r in theirs}
         if (report.rule, id(report.node)) not in own[path]:
-            kept.append(Report(report.rule, report.node, report.message, False, None))
+            kept.append(Report(report.rule, report.node, report.message, False, None, report.severity))
     return kept
 
 

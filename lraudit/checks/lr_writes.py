@@ -226,6 +226,10 @@ class PartialParamGroupUpdate(StaticRule):
     def _helpers(self, model: Model) -> Iterable[Report]:
         """A helper that receives any optimizer and writes only ``param_groups[0]["lr"]``: the optimizers
         it is given may have several groups, unless every one the module passes it has exactly one."""
+        if not any(e.kind == "construct" for e in model.events):
+            # A module of helpers only: what its callers give them is seen where they call (the
+            # project model follows the call and reports it there).
+            return
         by_node: Dict[int, List[Event]] = {}
         for write in model.lr_writes():
             if _received_optimizer(model, write) is not None:
