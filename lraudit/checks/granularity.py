@@ -330,6 +330,12 @@ def _lambda_function(model: Model, node: cst.BaseExpression, origins: Dict[int, 
         origin = origins.get(id(node))
         if isinstance(origin, cst.Lambda):
             node = origin
+        elif origin is None and _assigned_lambdas(model, node):
+            # ``lf = one_cycle(...)`` in one branch, ``lf = lambda x: ...`` in the other: the lambdas
+            # tell the size (a factory's own size is unknown, and ignored).
+            lambdas = _assigned_lambdas(model, node)
+            params = frozenset(p.name.value for lam in lambdas for p in lam.params.params)
+            return params, [lam.body for lam in lambdas], lambdas[0]
         elif origin is None:
             defs = [d for d in _function_defs(model) if d.name.value == node.value]
             if len(defs) != 1:
@@ -342,6 +348,31 @@ def _lambda_function(model: Model, node: cst.BaseExpression, origins: Dict[int, 
         params = [p.name.value for p in list(node.params.posonly_params) + list(node.params.params)]
         return (frozenset(params), [node.body], node) if params else None
     return None
+
+
+def _assigned_lambdas(model: Model, name: cst.Name) -> List[cst.Lambda]:
+    """The lambdas ``name`` is assigned in the function that uses it, when every other assignment of
+    it there is a call (a factory of schedule functions); [] otherwise."""
+    function = _enclosing_def(model, name)
+    lambdas: List[cst.Lambda] = []
+    for mention in model.mentions(name.value):
+        target = model.parent(mention)
+        if not isinstance(mention, cst.Name) or not isinstance(target, cst.AssignTarget) \
+                or _enclosing_def(model, mention) is not function:
+            continue
+        value = model.parent(target).value
+        if isinstance(value, cst.Lambda):
+            lambdas.append(value)
+        elif not isinstance(value, cst.Call):
+            return []
+    return lambdas
+
+
+def _enclosing_def(model: Model, node: cst.CSTNode) -> Optional[cst.FunctionDef]:
+    parent = model.parent(node)
+    while parent is not None and not isinstance(parent, cst.FunctionDef):
+        parent = model.parent(parent)
+    return parent
 
 
 def _function_defs(model: Model) -> List[cst.FunctionDef]:

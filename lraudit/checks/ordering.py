@@ -6,6 +6,7 @@ under gradient accumulation, so LR001 stays quiet where LR013 applies.
 """
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Iterable, List, Optional
 
 import libcst as cst
@@ -79,7 +80,7 @@ def duplicate_step(model: Model, step: Event, sched_steps: List[Event], opt_step
     if not twins:
         return None
     per_iteration = [o for o in opt_steps if innermost_loop(o) is loop and not exclusive(o, step)]
-    if len({id(o.node) for o in per_iteration}) > 1:
+    if any(a.node is not b.node and not exclusive(a, b) for a, b in combinations(per_iteration, 2)):
         return None  # two optimizer steps per iteration (two losses): two scheduler steps may match them
     return twins[0]
 
