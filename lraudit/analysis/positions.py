@@ -112,8 +112,8 @@ def repositioned(model: Model, scheduler: SchedulerObj) -> bool:
 
 def state_loads(model: Model, scheduler: SchedulerObj) -> List[Event]:
     """``scheduler.load_state_dict(...)`` events on this scheduler (any entry point)."""
-    return [e for e in model.events if e.kind == "load_state"
-            and any(o is scheduler for o in known_options(e.target))]
+    return [e for e in model.events_of_kind("load_state")
+            if any(o is scheduler for o in known_options(e.target))]
 
 
 def may_be_restored(model: Model, scheduler: SchedulerObj) -> bool:
@@ -122,20 +122,19 @@ def may_be_restored(model: Model, scheduler: SchedulerObj) -> bool:
     scheduler handed to a call that may restore it (``load_checkpoint(..., scheduler)``)."""
     if state_loads(model, scheduler):
         return True
-    for event in model.events:
-        if event.kind == "load_state":
-            owners = known_options(event.target)
-            if not any(isinstance(o, SchedulerObj) or model.is_optimizer(o) for o in owners):
-                call = event.call
-                if isinstance(call, cst.Call) and any(_SCHEDULER_WORDS.search(model.text(a.value))
-                                                      for a in call.args):
-                    return True
-        elif event.kind == "handoff" and event.target is scheduler and isinstance(event.node, cst.Call):
-            name = event.node.func
-            text = name.attr.value if isinstance(name, cst.Attribute) else model.text(name)
-            if _RESTORING_CALL.search(text):
+    for event in model.events_of_kind("load_state"):
+        owners = known_options(event.target)
+        if not any(isinstance(o, SchedulerObj) or model.is_optimizer(o) for o in owners):
+            call = event.call
+            if isinstance(call, cst.Call) and any(_SCHEDULER_WORDS.search(model.text(a.value)) for a in call.args):
                 return True
-        elif (event.kind == "handoff" and event.target is scheduler and event.data.get("how") == "prepared"
-              and model.mentions("load_state")):
+    for event in model.events_of_kind("handoff"):
+        if event.target is not scheduler or not isinstance(event.node, cst.Call):
+            continue
+        name = event.node.func
+        text = name.attr.value if isinstance(name, cst.Attribute) else model.text(name)
+        if _RESTORING_CALL.search(text):
+            return True
+        if event.data.get("how") == "prepared" and model.mentions("load_state"):
             return True  # ``accelerator.load_state(...)`` restores every prepared scheduler
     return False

@@ -226,7 +226,7 @@ class PartialParamGroupUpdate(StaticRule):
     def _helpers(self, model: Model) -> Iterable[Report]:
         """A helper that receives any optimizer and writes only ``param_groups[0]["lr"]``: the optimizers
         it is given may have several groups, unless every one the module passes it has exactly one."""
-        if not any(e.kind == "construct" for e in model.events):
+        if not model.events_of_kind("construct"):
             # A module of helpers only: what its callers give them is seen where they call (the
             # project model follows the call and reports it there).
             return

@@ -47,8 +47,8 @@ class InvalidMomentum(StaticRule):
 
     def check(self, model: Model) -> Iterable[Report]:
         seen: Set[int] = set()
-        for event in model.events:
-            if event.kind != "construct" or id(event.node) in seen or not isinstance(event.call, cst.Call):
+        for event in model.events_of_kind("construct"):
+            if id(event.node) in seen or not isinstance(event.call, cst.Call):
                 continue
             seen.add(id(event.node))
             if isinstance(event.target, OptimizerObj):

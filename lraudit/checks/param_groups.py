@@ -83,8 +83,8 @@ class ParamGroupsAfterScheduler(StaticRule):
 
     def check(self, model: Model) -> Iterable[Report]:
         reported: Set[int] = set()
-        for added in model.events:
-            if added.kind != "add_param_group" or id(added.node) in reported:
+        for added in model.events_of_kind("add_param_group"):
+            if id(added.node) in reported:
                 continue
             optimizers = [o for o in known_options(added.target) if model.is_optimizer(o)]
             for optimizer in optimizers:

@@ -25,9 +25,7 @@ from lraudit.checks.epoch_argument import is_torch_scheduler
 def optimizer_loads(model: Model) -> List[Event]:
     """``load_state_dict`` events on an optimizer (every option of the receiver one)."""
     found = []
-    for event in model.events:
-        if event.kind != "load_state":
-            continue
+    for event in model.events_of_kind("load_state"):
         options = known_options(event.target)
         if options and all(model.is_optimizer(o) for o in options):
             found.append(event)
