@@ -311,8 +311,16 @@ def _has_unsafe_fix(code: str) -> bool:
 
 
 def _analyse(job: _Job, rules: FrozenSet[str], unsafe: bool) -> _Raw:
-    """Rules (and fixes) of one file, in a deep-stack thread (see :func:`_in_deep_thread`)."""
-    return _in_deep_thread(_analyse_here, job, rules, unsafe)
+    """Rules (and fixes) of one file, in a deep-stack thread (see :func:`_in_deep_thread`); whatever
+    goes wrong in there is one error line for this file."""
+    try:
+        return _in_deep_thread(_analyse_here, job, rules, unsafe)
+    except RecursionError:
+        return _Raw(error="internal error in lraudit: nesting beyond the analysis' recursion limit")
+    except MemoryError:
+        return _Raw(error="internal error in lraudit: out of memory analysing this file")
+    except Exception as exc:  # noqa: BLE001 - one broken file must not stop the run
+        return _Raw(error=f"internal error in lraudit: {type(exc).__name__}: {exc}")
 
 
 def _analyse_here(job: _Job, rules: FrozenSet[str], unsafe: bool) -> _Raw:

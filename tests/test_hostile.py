@@ -108,6 +108,22 @@ def test_a_worker_that_dies_costs_one_error_line_and_the_pool_goes_on(tmp_path):
                                                    "crashed its process (SIGSEGV)")
 
 
+def test_an_unexpected_exception_outside_the_rules_is_one_error_line(tmp_path, monkeypatch):
+    (tmp_path / "a.py").write_text(BUGGY)
+    (tmp_path / "b.py").write_text(BUGGY)
+    real = engine._analyse_here
+
+    def broken(job, rules, unsafe):
+        if job.path.endswith("a.py"):
+            raise KeyError("cells")
+        return real(job, rules, unsafe)
+
+    monkeypatch.setattr(engine, "_analyse_here", broken)
+    result = check(tmp_path)
+    assert result.errors == [{"path": str(tmp_path / "a.py"), "message": "internal error in lraudit: KeyError: 'cells'"}]
+    assert rules_of(result) == [("b.py", 6, "LR001")]
+
+
 MALFORMED_NOTEBOOKS = {
     "metadata_string": {"cells": [{"cell_type": "code", "source": ["import torch\n"]}], "metadata": "python"},
     "kernelspec_string": {"cells": [{"cell_type": "code", "source": ["import torch\n"]}],
