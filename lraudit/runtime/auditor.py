@@ -603,8 +603,8 @@ class Audit:
                 self._info_for(c, tr).parent = info.sid
             if tr.resumed_at is not None and tr.resumed_at == tr.checker.steps and not info.plateau:
                 info.after_opt_load = True
-                if getattr(s, "last_epoch", None) == 0:  # built fresh (not with last_epoch=N) after a resume
-                    tr.resume[info.sid] = 0
+                if getattr(s, "last_epoch", None) == 0 and not _agrees(s, getattr(tr, "restored_lrs", None)):
+                    tr.resume[info.sid] = 0  # built fresh (not with last_epoch=N) after a resume, elsewhere
             self._snapshot(info, tr)
         except Exception as e:
             self._errors.append(e)
@@ -646,10 +646,11 @@ class Audit:
         tr.sample = _first_param_of(tr.opt)
         if getattr(tr, "restoring", False):
             tr.resumed_at = tr.checker.steps
+            tr.restored_lrs = list(tr.checker.last) if tr.queue is None and tr.checker.last else None
             for info in self._sched_list:
                 if info.tracker is tr and info.parent is None and not info.plateau:
                     last = getattr(info.sched, "last_epoch", None)
-                    if isinstance(last, int):
+                    if isinstance(last, int) and not _agrees(info.sched, tr.restored_lrs):
                         tr.resume[info.sid] = last
         for info in self._sched_list:  # the expectation continues from the restored LRs
             if info.tracker is tr and info.parent is None:
@@ -843,6 +844,21 @@ def _new_phase(previous: Any, tr: Tracker) -> bool:
     if isinstance(base, list) and len(base) != len(tr.opt.param_groups):
         return True
     return tr.resumed_at is not None
+
+
+def _agrees(sched: Any, restored: Optional[list]) -> bool:
+    """The scheduler already stands where the restored optimizer stands: its ``get_last_lr()`` is the
+    restored LR of every group (a roll-back to a state of the same run, not a restart). Unknown (tensor
+    LRs, nothing restored): False."""
+    if not restored:
+        return False
+    try:
+        reported = sched.get_last_lr()
+        if len(reported) != len(restored) or any(isinstance(v, torch.Tensor) for v in reported):
+            return False
+        return all(close(float(a), float(b), 1e-9, 0.0) for a, b in zip(reported, restored))
+    except Exception:
+        return False
 
 
 def _closed_form(sched: Any) -> bool:

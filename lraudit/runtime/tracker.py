@@ -156,6 +156,7 @@ class Tracker:
         self.loaded = False  # an optimizer or scheduler load since the last step: LR018 looks at the next
         self.resume: dict = {}  # sid -> last_epoch when the optimizer's state was restored (LR019)
         self.resumed_at: Optional[int] = None  # applied steps when the optimizer's state was restored
+        self.restored_lrs: Optional[list] = None  # the LRs that restore brought
 
     # -- reading ---------------------------------------------------------------------------------
     def _names(self, groups) -> None:

@@ -647,3 +647,59 @@ def test_two_threads_each_auditing_their_own_optimizer():
         run, seen = results[name]
         assert run.findings == []  # a process-wide nesting counter gave LR002 here
         assert run.lrs() == column(seen) and all(math.isclose(v, 0.1 * 0.9 ** k) for k, v in enumerate(run.lrs()))
+
+
+# -- a real stack: accelerate's save_state / load_state -------------------------------------------------
+def test_accelerate_resume_with_load_state_is_silent_and_exact(tmp_path):
+    accelerate = pytest.importorskip("accelerate")
+
+    def build():
+        acc = accelerate.Accelerator(cpu=True)
+        m = model()
+        opt = sgd(m, momentum=0.9)
+        sched = L.LambdaLR(opt, halving)
+        return (acc, *acc.prepare(m, opt, sched))
+
+    acc, m, opt, sched = build()
+    for _ in range(3):
+        opt.zero_grad()
+        backward(m)
+        opt.step()
+        sched.step()
+    acc.save_state(str(tmp_path / "ckpt"))
+
+    acc, m, opt, sched = build()
+    seen, h = own_record(opt.optimizer)
+    with audit(opt, expect="scheduler") as run:
+        acc.load_state(str(tmp_path / "ckpt"))  # optimizer and scheduler, in accelerate's order
+        for _ in range(3):
+            opt.zero_grad()
+            backward(m)
+            opt.step()
+            sched.step()
+    h.remove()
+    assert run.findings == []
+    assert run.lrs() == column(seen) == [0.1 * 0.5 ** k for k in range(3, 6)]
+
+
+def test_rolling_the_optimizer_back_to_a_state_its_scheduler_agrees_with_is_no_lr019(tmp_path):
+    accelerate = pytest.importorskip("accelerate")
+    acc = accelerate.Accelerator(cpu=True)
+    m = model()
+    opt = sgd(m, momentum=0.9)
+    sched = L.LambdaLR(opt, halving)
+    m, opt, sched = acc.prepare(m, opt, sched)
+    for _ in range(3):
+        opt.zero_grad()
+        backward(m)
+        opt.step()
+        sched.step()
+    state = opt.state_dict()
+    with audit(opt) as run:
+        opt.load_state_dict(state)  # the scheduler's state is not restored
+        for _ in range(2):
+            opt.zero_grad()
+            backward(m)
+            opt.step()
+            sched.step()
+    assert rules(run) == []  # the scheduler was never reset: it stands where the restored LR is
