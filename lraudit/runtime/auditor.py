@@ -291,8 +291,8 @@ class Audit:
             filename, lineno = (loc.rsplit(":", 1) if loc else ("lraudit", "0"))
             try:
                 warnings.warn_explicit(str(f), LRAuditWarning, filename, int(lineno))
-            except Exception:  # an 'error' warnings filter: never raised from inside a hook
-                pass
+            except Exception:  # an 'error' warnings filter: never raised from inside a hook, but at exit
+                self._warned.discard(f.rule)
 
     def _emit(self, f: RuntimeFinding) -> None:
         self.run._live(f)

@@ -703,3 +703,20 @@ def test_rolling_the_optimizer_back_to_a_state_its_scheduler_agrees_with_is_no_l
             opt.step()
             sched.step()
     assert rules(run) == []  # the scheduler was never reset: it stands where the restored LR is
+
+
+def test_warnings_turned_into_errors_are_raised_at_exit_not_inside_a_step():
+    m = model()
+    opt = sgd(m)
+    sched = L.StepLR(opt, 1, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LRAuditWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+        with pytest.raises(LRAuditWarning, match="LR001"):
+            with audit(opt):
+                sched.step()
+                for _ in range(3):
+                    train_step(m, opt)  # never interrupted by the warning
+                    sched.step()
+                steps_done = 3
+    assert steps_done == 3
