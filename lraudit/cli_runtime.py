@@ -68,7 +68,7 @@ def _require_torch(ctx, command: str) -> None:
 @click.option("--png", metavar="OUT.PNG", type=click.Path(dir_okay=False),
               help="Also plot every series to a PNG, one panel per optimizer, findings marked (needs the plot extra).")
 @click.option("--log", "log_scale", is_flag=True,
-              help="Log-scale LR axes in the PNG (by default a panel uses one when its series differ by more than 100x).")
+              help="Log-scale LR axes in the PNG (by default a panel uses one when its series differ by 100x or more).")
 @click.pass_context
 def report_command(ctx, trajectory, png, log_scale):
     """Print the report of a trajectory saved by `lraudit run --out` or `run.save()` (the table

@@ -1,7 +1,7 @@
 """A PNG of every recorded series, findings marked at their steps (``run.plot``, ``lraudit report --png``).
 
 One panel per optimizer, so that an optimizer at 1e-5 is not flattened to zero under one at 0.1; a
-panel whose series differ by more than 100x in scale gets a log axis by itself. Momentum and betas,
+panel whose series differ by 100x or more in scale gets a log axis by itself. Momentum and betas,
 when a scheduler changed them, get their own panel under their optimizer's. Finding labels are
 placed where they overlap no other label (a label that fits nowhere is left out and counted).
 
@@ -18,7 +18,8 @@ from lraudit.runtime.trajectory_file import read
 from lraudit.runtime.trajectory_report import Series, finding_matches, iter_series
 
 MAX_LABELLED_FINDINGS = 24  # per figure; further findings are still marked, without a text label
-LOG_RATIO = 100.0  # series of one panel whose scales differ by more than this: log axis
+LOG_RATIO = 100.0  # series of one panel whose scales differ this much or more: log axis (at 100x the
+# smaller one spans 1% of a linear axis: a flat line)
 LINESTYLES = ("-", "--", "-.", ":")
 PANEL_HEIGHT = 2.9  # inches
 # Where a finding label may go, in points from its mark: above first, then further up, then below.
@@ -42,20 +43,23 @@ def plot_run(run, path, log: bool = False) -> str:
 
 
 def wants_log(series: List[Series]) -> bool:
-    """Whether the series of one panel differ in scale by more than ``LOG_RATIO`` (their largest values)."""
+    """Whether the series of one panel differ in scale by ``LOG_RATIO`` or more (their largest values)."""
     peaks = [max((v for v in s.lrs if math.isfinite(v) and v > 0), default=0.0) for s in series]
     peaks = [p for p in peaks if p > 0]
-    return len(peaks) > 1 and max(peaks) / min(peaks) > LOG_RATIO
+    return len(peaks) > 1 and max(peaks) / min(peaks) >= LOG_RATIO * (1 - 1e-9)
 
 
 def _panels(series: List[Series]) -> List[Dict[str, Any]]:
-    panels: List[Dict[str, Any]] = []
+    """Per optimizer, in order: a panel of its LRs, then one of its momentum / betas when recorded."""
+    panels: Dict[tuple, Dict[str, Any]] = {}
     for s in series:
         kind = "lr" if s.kind == "lr" else "params"
-        if not panels or panels[-1]["optimizer"] != s.optimizer or panels[-1]["kind"] != kind:
-            panels.append({"optimizer": s.optimizer, "cls": s.cls, "kind": kind, "series": []})
-        panels[-1]["series"].append(s)
-    return panels
+        key = (s.optimizer, kind)
+        if key not in panels:
+            panels[key] = {"optimizer": s.optimizer, "cls": s.cls, "kind": kind, "series": []}
+        panels[key]["series"].append(s)
+    order = list(dict.fromkeys(s.optimizer for s in series))
+    return [panels[(o, k)] for o in order for k in ("lr", "params") if (o, k) in panels]
 
 
 def plot_trajectory(data: Any, path, log: Optional[bool] = False,
@@ -71,7 +75,7 @@ def figure(data: Any, log: Optional[bool] = False, title: str = "Learning rate p
 
     x is the optimizer step (0-based, as in ``run.lrs()`` and the findings), y the value that update
     used, drawn as a step function (step k's value spans k to k+1). ``log=True`` puts every LR panel on
-    a log axis; ``False`` lets each panel choose (log when its series differ by more than 100x);
+    a log axis; ``False`` lets each panel choose (log when its series differ by 100x or more);
     ``None`` never uses one. Each finding that names a step is marked on its series (on every series of
     its optimizer when it names no group) with a red cross and its rule code.
     """

@@ -32,8 +32,8 @@ _LR_ONLY = frozenset(
     if isinstance(c, type) and n not in _MAY_WRITE_MOMENTUM
     and issubclass(c, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau))
 )
-_LR022 = ("{where} is {value:.6g} from optimizer step {step}: a momentum or beta must lie in [0, 1); at 1 "
-          "or above the running average never forgets (or grows without bound), below 0 it flips sign")
+_LR022 = ("{where} from optimizer step {step}: a momentum or beta must lie in [0, 1); at 1 or above the "
+          "running average never forgets (or grows without bound), below 0 it flips sign")
 
 CHUNK = 1024  # observations per device chunk
 _LR = operator.itemgetter("lr")
@@ -243,13 +243,18 @@ class Tracker:
 
     def _params_at(self, row: list) -> None:
         c = self.checker
-        for group, key, value in self.params.at(c.steps, row):
-            if group >= len(self.group_names):
-                self._names(self.opt.param_groups)
+        bad = self.params.at(c.steps, row)
+        if not bad:
+            return
+        if max(group for group, _, _ in bad) >= len(self.group_names):
+            self._names(self.opt.param_groups)
+        places = []
+        for group, key, value in bad:
             series = series_name(self.name, self.group_names[group], group, len(self.group_names))
-            where = "momentum" if key == "momentum" else f"betas[{int(key[-1]) - 1}]"
-            where = f"{where} of {series}".replace("{", "{{").replace("}", "}}")  # note() formats again
-            c.note("LR022", _LR022.format(where=where, name="{name}", value=value, step="{step}"), group)
+            what = "momentum" if key == "momentum" else f"betas[{int(key[-1]) - 1}]"
+            places.append(f"{what} of {series} is {value:.6g}")
+        where = ", ".join(places).replace("{", "{{").replace("}", "}}")  # note() formats the text again
+        c.note("LR022", _LR022.format(where=where, step="{step}"), bad[0][0])
 
     def _may_write_params(self, sid: int) -> bool:
         known = self._reads_params.get(sid)

@@ -48,6 +48,7 @@ class Series:
     name: str = ""  # the series name: "lr-SGD", "lr-SGD/pg2", "lr-SGD/head", "lr-SGD-momentum"
     start: int = 0  # the update of the first value
     kind: str = "lr"  # "lr", "momentum", "beta1" or "beta2"
+    out_of_range: bool = False  # a momentum / beta series with a value outside [0, 1) (LR022)
 
     @property
     def label(self) -> str:
@@ -65,7 +66,8 @@ def iter_series(data: Any, params: bool = False) -> List[Series]:
             out.append(Series(opt.name, opt.cls, g.name, g.index, g.lr, name, g.start))
             if params:
                 for key, vals in g.params.items():
-                    out.append(Series(opt.name, opt.cls, g.name, g.index, vals, f"{name}-{key}", g.start, key))
+                    bad = any(not 0.0 <= v < 1.0 for v in vals)
+                    out.append(Series(opt.name, opt.cls, g.name, g.index, vals, f"{name}-{key}", g.start, key, bad))
     return out
 
 
@@ -143,6 +145,8 @@ def finding_matches(finding: Dict[str, Any], series: Series) -> bool:
         return False
     if (finding.get("rule") in PARAM_RULES) != (series.kind != "lr"):
         return False
+    if series.kind != "lr":  # LR022: every momentum / beta series of the optimizer that left [0, 1)
+        return opt is not None and series.out_of_range
     group = finding.get("group")
     if group is None:
         return opt is not None  # a finding about the whole optimizer

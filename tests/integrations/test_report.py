@@ -213,6 +213,10 @@ def test_one_panel_per_optimizer_and_a_log_axis_where_scales_differ():
     assert [ax.get_yscale() for ax in fig.axes] == ["linear", "linear", "log"]
     assert [ax.get_yscale() for ax in plot_mod.figure(data, log=True).axes] == ["log"] * 3
     assert [ax.get_yscale() for ax in plot_mod.figure(data, log=None).axes] == ["linear"] * 3
+    data["optimizers"][2]["groups"][1]["lr"] = [1e-4] * 50  # exactly 100x: the small one would be flat
+    assert plot_mod.figure(data).axes[2].get_yscale() == "log"
+    data["optimizers"][2]["groups"][1]["lr"] = [2e-4] * 50  # 50x: still readable on a linear axis
+    assert plot_mod.figure(data).axes[2].get_yscale() == "linear"
     # The small series is drawn at its own scale, not flattened under the large one's axis.
     ax = fig.axes[1]
     lo, hi = ax.get_ylim()
@@ -221,13 +225,22 @@ def test_one_panel_per_optimizer_and_a_log_axis_where_scales_differ():
 
 def test_momentum_gets_its_own_panel():
     data = {"version": 2, "optimizers": [{"name": "lr-SGD", "class": "SGD", "steps": 4, "groups": [
-        {"name": "pg1", "lr": [0.1, 0.2, 0.3, [0.4, 1]], "momentum": [0.95, 0.9, [0.85, 2]]}]}],
+        {"name": "pg1", "lr": [0.1, 0.2, 0.3, [0.4, 1]], "momentum": [0.95, 0.9, [1.05, 2]]}]}],
         "findings": [{"rule": "LR022", "message": "m", "step": 2, "group": 0, "optimizer": "lr-SGD"}]}
     fig = plot_mod.figure(data)
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["lr-SGD (SGD)", "lr-SGD (SGD): momentum and betas"]
     assert [t.get_text() for t in fig.axes[1].texts] == ["LR022"] and not fig.axes[0].texts
     [line] = [ln for ln in fig.axes[1].get_lines() if ln.get_label() == "lr-SGD-momentum"]
-    assert list(line.get_ydata()) == [0.95, 0.9, 0.85, 0.85, 0.85]
+    assert list(line.get_ydata()) == [0.95, 0.9, 1.05, 1.05, 1.05]
+    # LR022 shows on the momentum / beta series that left [0, 1), not on those that stayed inside
+    text = render_text(data, width=120)
+    assert next(ln for ln in text.splitlines() if ln.strip().startswith("lr-SGD-momentum")).split()[6] == "LR022"
+    data["optimizers"][0]["groups"][0]["momentum"] = [0.95, 0.9, [0.85, 2]]
+    assert "LR022" not in next(ln for ln in render_text(data, width=120).splitlines()
+                               if ln.strip().startswith("lr-SGD-momentum"))
+    data["optimizers"][0]["groups"].append({"name": "head", "lr": [[0.2, 4]], "momentum": [[0.9, 4]]})
+    titles = [ax.get_title(loc="left") for ax in plot_mod.figure(data).axes]  # groups share their panels
+    assert titles == ["lr-SGD (SGD)", "lr-SGD (SGD): momentum and betas"]
 
 
 def test_readme_trajectory_example_is_a_trajectory():

@@ -218,7 +218,7 @@ def test_momentum_pushed_past_one_by_a_scheduler_is_lr022():
     [f] = [f for f in run.findings if f.rule == "LR022"]
     first_bad = next(k for k, v in enumerate(rec.param(0, "momentum")) if not 0 <= v < 1)
     assert f.step == first_bad == 0 and f.group == 0 and f.optimizer == "lr-SGD"
-    assert "momentum of lr-SGD is 1.05 from optimizer step 0" in f.message
+    assert "momentum of lr-SGD is 1.05 from optimizer step 0:" in f.message
     assert run.series()[0].params["momentum"] == rec.param(0, "momentum")
 
 
