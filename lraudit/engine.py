@@ -515,7 +515,12 @@ def _run_pool(tasks: List[Tuple[_Job, FrozenSet[str], bool]], workers: int,
             pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_mp_context(),
                                        initializer=_pool_init, initargs=(mark_dir,))
             try:
-                futures = [pool.submit(_worker_chunk, c) for c in chunks]
+                futures = []
+                try:
+                    for c in chunks:
+                        futures.append(pool.submit(_worker_chunk, c))
+                except BrokenProcessPool:  # broke while the work was still being handed out
+                    broken = True
                 for future in as_completed(futures):
                     try:
                         results = future.result()
@@ -529,10 +534,16 @@ def _run_pool(tasks: List[Tuple[_Job, FrozenSet[str], bool]], workers: int,
                 _terminate_pool(pool)
                 raise
             pool.shutdown(wait=True)
+            started = bool(os.listdir(mark_dir))  # at least one worker came up
             suspects = [p for p in _in_flight(mark_dir) if p not in got] if broken else []
         remaining = [p for p in remaining if p not in got]
         if not broken:
             break
+        if not started and not got:
+            # No worker ever came up (the platform cannot start them): analyse here, one by one.
+            for position in remaining:
+                report(position, _analyse(*tasks[position]))
+            return
         if not suspects and remaining:
             suspects = remaining[:1]  # no marker written: isolate one file at a time, still progressing
         for position in suspects:

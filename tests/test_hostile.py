@@ -124,6 +124,28 @@ def test_an_unexpected_exception_outside_the_rules_is_one_error_line(tmp_path, m
     assert rules_of(result) == [("b.py", 6, "LR001")]
 
 
+_POOL_THAT_NEVER_STARTS = """
+from lraudit import engine
+from lraudit.config import resolve_settings
+def init(mark_dir):
+    raise OSError("no worker can start here")
+engine._pool_init = init
+settings = resolve_settings(["."], isolated=True)
+result = engine.check_paths(["."], settings, jobs=2, use_cache=False)
+print(len(result.findings), result.files_checked, len(result.errors))
+"""
+
+
+def test_a_pool_whose_workers_cannot_start_falls_back_to_this_process(tmp_path):
+    for i in range(40):
+        (tmp_path / f"f{i:02}.py").write_text(BUGGY)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", _POOL_THAT_NEVER_STARTS], cwd=str(tmp_path), env=env,
+                          capture_output=True, timeout=300, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["40", "40", "0"]
+
+
 MALFORMED_NOTEBOOKS = {
     "metadata_string": {"cells": [{"cell_type": "code", "source": ["import torch\n"]}], "metadata": "python"},
     "kernelspec_string": {"cells": [{"cell_type": "code", "source": ["import torch\n"]}],
