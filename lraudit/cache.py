@@ -126,8 +126,10 @@ class Cache:
 
 def valid_value(value: Any) -> bool:
     """The shape the engine stores: ``{"e": message}`` or ``{"f": [[line, column, end_line,
-    end_column, rule, message, fixable, level], ...], "n"?: note}``, rules among the catalogue's
-    (``level``: the finding's own severity or null; entries of 7 items, without it, are read too)."""
+    end_column, rule, message, fixable, level], ...], "n"?: note, "r"?: {module path: content hash}}``,
+    rules among the catalogue's (``level``: the finding's own severity or null; entries of 7 items,
+    without it, are read too; ``r``: the other modules of the project the analysis read).
+    """
     from lraudit import catalog
 
     if not isinstance(value, dict):
@@ -135,9 +137,12 @@ def valid_value(value: Any) -> bool:
     if "e" in value:
         return isinstance(value["e"], str) and set(value) == {"e"}
     findings = value.get("f")
-    if not isinstance(findings, list) or not set(value) <= {"f", "n"}:
+    if not isinstance(findings, list) or not set(value) <= {"f", "n", "r"}:
         return False
     if "n" in value and not isinstance(value["n"], str):
+        return False
+    reads = value.get("r", {})
+    if not (isinstance(reads, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in reads.items())):
         return False
     for item in findings:
         if not (isinstance(item, list) and len(item) in (7, 8)):

@@ -688,7 +688,8 @@ def check_paths(
             cached = None  # a module of the project it read has changed since
         if cached is not None and not _may_fix(job, cached, unsafe_fixes):
             raw = _Raw(error=cached["e"]) if "e" in cached else _Raw(
-                findings=[_finding_from_cache(sf.path, v) for v in cached["f"]], note=cached.get("n")
+                findings=[_finding_from_cache(sf.path, v) for v in cached["f"]], note=cached.get("n"),
+                reads=cached.get("r") or {},
             )
             finished.append((job, raw, key, digest, encoding))
             done += 1

@@ -165,18 +165,26 @@ def test_bound_on_modules_read(tmp_path, monkeypatch):
     assert project.bounded and len(project.reads) <= 3
 
 
-def test_cached_result_is_invalidated_when_an_imported_module_changes(tmp_path):
+def test_cached_result_is_invalidated_when_an_imported_module_changes(tmp_path, monkeypatch):
+    from lraudit import checks
+
+    analysed = []
+    original = checks.analyse_source
+    monkeypatch.setattr(checks, "analyse_source", lambda *a, **kw: analysed.append(a[1]) or original(*a, **kw))
     _write(tmp_path, {"setup.py": "", "train.py": TRAIN.format(module="engine"),
                       "engine.py": "def run_epoch(model, loader, optimizer):\n    pass\n"})
     settings = resolve_settings([str(tmp_path)], isolated=True)
     cache_dir = str(tmp_path / "cache")
-    first = check_paths([str(tmp_path / "train.py")], settings, cache_dir=cache_dir, jobs=1)
-    assert [f.rule for f in first.findings] == []
+
+    def run():
+        return [f.rule for f in check_paths([str(tmp_path / "train.py")], settings, cache_dir=cache_dir,
+                                            jobs=1).findings]
+
+    assert run() == [] and len(analysed) == 1
+    assert run() == [] and len(analysed) == 1  # served from the cache: engine.py is unchanged
     (tmp_path / "engine.py").write_text(ENGINE, encoding="utf-8")  # now it steps the optimizer
-    second = check_paths([str(tmp_path / "train.py")], settings, cache_dir=cache_dir, jobs=1)
-    assert [f.rule for f in second.findings] == ["LR001"]
-    third = check_paths([str(tmp_path / "train.py")], settings, cache_dir=cache_dir, jobs=1)
-    assert [f.rule for f in third.findings] == ["LR001"]
+    assert run() == ["LR001"] and len(analysed) == 2
+    assert run() == ["LR001"] and len(analysed) == 2
 
 
 def test_finding_on_another_modules_code_is_reported_once(tmp_path):
@@ -241,3 +249,13 @@ def test_what_another_module_does_to_the_scheduler_is_seen(tmp_path):
     (tmp_path / "train.py").write_text(train)
     assert {rule for _, rule in _rules(tmp_path / "train.py")} >= {"LR019"}
     assert _rules(tmp_path / "hpo.py") == []
+
+
+def test_without_a_root_marker_the_outermost_package_is_the_root(tmp_path, monkeypatch):
+    """An unpacked wheel checked from elsewhere: ``from pkg.engine import ...`` in ``pkg/train.py``
+    still resolves (the root is the folder holding the package)."""
+    _write(tmp_path / "wheel", {"pkg/__init__.py": "", "pkg/train.py": TRAIN.format(module="pkg.engine"),
+                                "pkg/engine.py": ENGINE})
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert _rules(tmp_path / "wheel" / "pkg" / "train.py") == [(9, "LR001")]

@@ -9,8 +9,9 @@ Resolution (DESIGN.md section 3, "The project model"):
   module's folder and each of its ancestors up to the *project root*, and the ``src/`` folder of
   each (``src/`` layouts). The root is the nearest folder holding ``pyproject.toml``, ``setup.py``,
   ``setup.cfg`` or ``.git``; without one, the current folder when the file lies under it (where the
-  command was given), else the file's own folder. A script under ``tools/`` or ``scripts/`` that
-  does ``sys.path.insert(0, ...)`` to import its project is covered by the ancestors.
+  command was given), else the folder holding the outermost package around the file. A script
+  under ``tools/`` or ``scripts/`` that does ``sys.path.insert(0, ...)`` to import its project is
+  covered by the ancestors.
 - a dotted name is split at its longest prefix that is a module file (``pkg/engine.py`` or
   ``pkg/engine/__init__.py``); the rest are attributes. A name a package's ``__init__.py`` only
   re-exports (``from .scheduler import WarmupLR``) is followed to where it is defined.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tokenize
 from collections import OrderedDict
 from functools import lru_cache
@@ -79,9 +81,13 @@ def digest_of(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-@lru_cache(maxsize=4096)
 def find_root(directory: str) -> str:
     """The project root for a module in ``directory`` (see the module docstring)."""
+    return _find_root(directory, os.path.abspath(os.getcwd()))
+
+
+@lru_cache(maxsize=4096)
+def _find_root(directory: str, cwd: str) -> str:
     current = directory
     for _ in range(64):
         if any(os.path.exists(os.path.join(current, marker)) for marker in ROOT_MARKERS):
@@ -90,10 +96,13 @@ def find_root(directory: str) -> str:
         if parent == current:
             break
         current = parent
-    cwd = os.path.abspath(os.getcwd())
     if directory == cwd or directory.startswith(cwd + os.sep):
         return cwd
-    return directory
+    # Checked from elsewhere (an unpacked wheel): the folder holding the outermost package around it.
+    current = directory
+    while os.path.isfile(os.path.join(current, "__init__.py")) and os.path.dirname(current) != current:
+        current = os.path.dirname(current)
+    return current
 
 
 class Project:
@@ -293,8 +302,11 @@ def imports_project_constructions(scan, project: Project) -> bool:
     project that builds one (a factory, a scheduler subclass, a table of scheduler classes): then
     its own loop may misuse what it gets, and it is worth analysing. Reads only the modules of the
     names it calls (and of the modules it imports whole, ``import utils; utils.build(...)``)."""
+    wanted = {name for name in scan.called if _CONSTRUCTION_NAME.search(name)}
+    if not wanted:
+        return False  # nothing it calls is named like a factory of optimizers or schedulers
     for local, qualified in scan.imports.aliases.items():
-        if local not in scan.called:
+        if local not in wanted:
             located = project.locate(qualified, project.home)
             if located is None or located[1]:
                 continue  # not a module of the project imported whole
@@ -304,11 +316,18 @@ def imports_project_constructions(scan, project: Project) -> bool:
         module, name, _ = found
         summary = module.summary
         if name:
-            if local in scan.called and summary.constructs(name):
+            if local in wanted and summary.constructs(name):
                 return True
-        elif any(n in scan.called and summary.constructs(n) for n in list(summary.functions) + list(summary.classes)):
+        elif any(n in wanted and summary.constructs(n) for n in list(summary.functions) + list(summary.classes)):
             return True
     return False
+
+
+# The names a module that references no optimizer or scheduler itself must call for the gate above to
+# read the modules they come from: factories and scheduler classes are named so in real code
+# (build_optimizer, get_lr_scheduler, create_scheduler, WarmupCosineLR, SCHEDULERS, PolyLRScheduler).
+# Reading costs an ``ast`` parse per module: a file calling only ``is_torch_available()`` reads none.
+_CONSTRUCTION_NAME = re.compile(r"(?i)optim|sched|warm|lr(?![a-z])|(?<![a-z])lr|param_group")
 
 
 def _longest_module(folder: str, parts: List[str]) -> Optional[Tuple[str, List[str]]]:
@@ -340,13 +359,22 @@ def _decode(data: bytes) -> Optional[str]:
         return None
 
 
+_CURRENT: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime) -> content hash, per process
+
+
 def unchanged(reads: Dict[str, str]) -> bool:
-    """Whether every module a cached result read still has the content it had."""
+    """Whether every module a cached result read still has the content it had (each file hashed at
+    most once per process while its size and mtime stay the same)."""
     for path, digest in reads.items():
         try:
-            with open(path, "rb") as handle:
-                if digest_of(handle.read()) != digest:
-                    return False
+            stat = os.stat(path)
+            key = (path, stat.st_size, stat.st_mtime_ns)
+            current = _CURRENT.get(key)
+            if current is None:
+                with open(path, "rb") as handle:
+                    current = _CURRENT[key] = digest_of(handle.read())
         except OSError:
+            return False
+        if current != digest:
             return False
     return True
