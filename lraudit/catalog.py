@@ -84,7 +84,10 @@ _RULES = (
         runtime="LR changed between two optimizer steps by something other than a scheduler step",
         what="Finds assignments to `param_group['lr']` (directly, in a loop over `optimizer.param_groups`, "
         "or in a same-module helper) on an optimizer that a `torch.optim.lr_scheduler` scheduler also "
-        "drives, after that scheduler was built.",
+        "drives, after that scheduler was built. A write of a LambdaLR's own closed form "
+        "(`g['initial_lr'] * lf(epoch)` with its lambda `lf`) loses nothing, as LambdaLR recomputes from "
+        "its closed form: reported at severity info when the value written is exactly that, warning for a "
+        "warm-up ramping to it (`np.interp(ni, xi, [0.0, g['initial_lr'] * lf(epoch)])`).",
         why="Two writers fight over one value. Chainable schedulers (StepLR, ExponentialLR, "
         "CosineAnnealingLR, ReduceLROnPlateau, ...) multiply whatever is there, so the manual write is "
         "compounded forever; closed-form ones (LambdaLR, OneCycleLR, CyclicLR) overwrite it at their next "
@@ -122,7 +125,10 @@ _RULES = (
         static="a manual LR update that touches only some param groups of an optimizer built with several",
         runtime="group LRs moved although the scheduler would keep their ratios, or only some groups changed",
         what="Finds writes such as `optimizer.param_groups[0]['lr'] = x` on an optimizer built with "
-        "several param groups, when the function does not also write the other groups.",
+        "several param groups, when the function does not also write the other groups; and a helper that "
+        "receives any optimizer and writes only `param_groups[0]['lr']` (`set_lr(optimizer, lr)`), unless "
+        "every optimizer the module (or the project) gives it has one group. A module holding only such "
+        "helpers is judged where they are called.",
         why="Param groups exist to train parts of the model at different rates (a backbone at a tenth of "
         "the head's LR). Updating group 0 only leaves the others frozen at their initial LR, or breaks "
         "the ratio between them, and nothing reports it.",
@@ -206,7 +212,11 @@ _RULES = (
         fix=FIX_SAFE,
         static="`sched.get_lr()` outside a `get_lr` override; use `get_last_lr()`",
         runtime=None,
-        what="Finds calls to `get_lr()` on a torch scheduler outside a `get_lr` method.",
+        what="Finds calls to `get_lr()` on a torch scheduler outside a `get_lr` method. On LambdaLR (and "
+        "the transformers factories), CyclicLR, OneCycleLR and CosineAnnealingWarmRestarts `get_lr()` is a "
+        "closed form of the position and returns the LR in use: reported at severity info (the LR is right, "
+        "torch only warns). On SequentialLR, ChainedScheduler and ReduceLROnPlateau it raises "
+        "NotImplementedError (torch 2.13).",
         why="`get_lr()` is the scheduler's internal formula: called from outside it returns a value for "
         "the wrong step (chainable schedulers compute from the current LR), and PyTorch warns.",
         example="print(scheduler.get_lr())",
@@ -226,7 +236,9 @@ _RULES = (
         what="Finds a scheduler whose size (T_max, total_steps, num_training_steps, ...) is counted in one "
         "unit while it is stepped in the other: epochs-sized schedules stepped in the batch loop, "
         "steps-sized schedules stepped once per epoch. The unit is read from the size expression "
-        "(`args.epochs`, `len(train_loader) * epochs`, `total_steps`, through local variables); the "
+        "(`args.epochs`, `len(train_loader) * epochs`, `total_steps`, through local variables), or for a "
+        "LambdaLR from what its lambda (or `def`) divides the position by (`lambda x: (1 - x / epochs) ** "
+        "0.9` is sized in epochs, `lambda step: step / warmup_steps` in steps); the "
         "stepping from the loops around the scheduler and optimizer steps, Lightning's `interval` "
         "(default \"epoch\") for schedulers returned by `configure_optimizers`, and the transformers "
         "Trainer (per optimizer step). Literal or unrecognised sizes, and stepping in hooks or `while` "
@@ -253,7 +265,7 @@ _RULES = (
         "not the state of the scheduler driving it. Silent when the scheduler's state is taken anywhere "
         "else in the module, when the dict has parts it cannot see (`**extra`), with "
         "`accelerator.save_state`, and when the schedule's position is restored by hand "
-        "(`scheduler.last_epoch = start_epoch - 1`).",
+        "(`scheduler.last_epoch = start_epoch - 1`, `last_epoch=` by keyword or by position, `step(epoch)`).",
         why="A run resumed from that checkpoint restarts its schedule from the beginning: warm-up "
         "again, full LR again, while the optimizer state says otherwise.",
         example="torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict()}, path)",
@@ -308,11 +320,15 @@ _RULES = (
         summary="the scheduler steps every micro-batch while the optimizer steps every k (gradient accumulation)",
         severity=ERROR,
         fix=FIX_NONE,
-        static="scheduler stepped every micro-batch while the optimizer steps every k (gradient accumulation)",
+        static="scheduler stepped every micro-batch while the optimizer steps every k (gradient accumulation), "
+        "or stepped twice in one iteration of the loop that steps it (a duplicated `scheduler.step()`)",
         runtime="more than one scheduler step between two applied optimizer steps (gradient accumulation, "
         "or optimizer steps skipped by AMP's GradScaler); per-epoch schedulers step less often and are silent",
         what="Finds a scheduler stepped on every iteration of the batch loop while its optimizer steps "
-        "only under an accumulation condition such as `if (i + 1) % k == 0`.",
+        "only under an accumulation condition such as `if (i + 1) % k == 0`, and a scheduler stepped twice "
+        "in one iteration of the loop that steps it (a duplicated `scheduler.step()`, or one before and one "
+        "after the optimizer step) while its optimizer steps at most once there. LR001 is not reported for a "
+        "step LR013 reports, and LR001's fix never leaves a second step behind.",
         why="The schedule advances k times faster than training: a warm-up sized in optimizer steps ends "
         "k times too early and a decay reaches its floor long before the run ends.",
         example="for i, batch in enumerate(loader):\n    loss.backward()\n    if (i + 1) % k == 0:\n"
@@ -333,7 +349,9 @@ _RULES = (
         runtime="NaN, inf or negative LR observed",
         what="Finds a literal negative `lr` given to an optimizer or to one of its param groups, a literal "
         "zero `lr` for an optimizer that steps with it (not when a OneCycleLR/CyclicLR, a manual write or "
-        "a wrapper sets the LR later, and not `'lr': 0` freezing one param group), and invalid literal "
+        "a wrapper sets the LR later, not when the param groups bring their own LRs (`{...}` or "
+        "`dict(params=..., lr=...)` entries, literal, appended to a list or from a comprehension), and not "
+        "`'lr': 0` freezing one param group), and invalid literal "
         "scheduler bounds: negative `eta_min`, `min_lr`, `base_lr`, `end_factor`; zero or negative "
         "`max_lr`, `swa_lr`, `start_factor`. At run time, a NaN, infinite or negative LR.",
         why="A zero LR trains nothing; a negative one ascends the loss; a NaN one destroys the weights "
