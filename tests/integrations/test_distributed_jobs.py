@@ -87,3 +87,19 @@ def test_torchrun_ddp_with_join_under_lraudit_run_exits(tmp_path, attempt):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     _check_outputs(tmp_path, output)
+
+
+@pytest.mark.parametrize("attempt", range(REPEATS))
+def test_audit_inside_mp_spawn_workers_with_join_exits_cleanly(tmp_path, attempt):
+    """Each worker runs its own `with audit(opt)`; the ranks compare at its end through the rendezvous
+    store (a gloo all_gather left work whose destructor could abort the worker at exit)."""
+    _gloo()
+    cmd = [sys.executable, str(SCRIPTS / "train_ddp_join.py"), str(tmp_path), "--spawn", str(_free_port()), "--audit"]
+    proc = subprocess.run(cmd, cwd=str(tmp_path), env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "terminate called" not in output
+    seen = [json.loads((tmp_path / f"seen{r}.json").read_text()) for r in (0, 1)]
+    audited = [json.loads((tmp_path / f"audit{r}.json").read_text()) for r in (0, 1)]
+    assert [a["lrs"] for a in audited] == seen and [a["findings"] for a in audited] == [[], []]
+    assert "different numbers of optimizer steps" in output
