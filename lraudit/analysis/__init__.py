@@ -12,11 +12,19 @@ How it fits together (each module has one job):
 - ``nodes.py``: pure helpers reading libcst nodes (suites, docstrings, constant conditions, names
   read or mentioned, literals, ``param_groups[...]`` selections), shared by interpreter and model.
 - ``interpreter.py``: walks the module body, then every function or method nobody calls (entry
-  points), inlining same-module calls with argument binding. Loops run once, both arms of a branch
+  points), inlining same-module calls with argument binding, and calls into other modules of the
+  project where their summary says it can matter (a ``Unit`` per module, names resolved through
+  that module's own imports). Loops run once, both arms of a branch
   run (their names merged after), dead branches and docstrings are skipped. It records Events:
   ``step`` (any ``.step()``), ``scaler_step`` (``x.step(opt)``), ``construct``, ``lr_write``,
   ``get_lr``, ``handoff`` (a scheduler returned, passed on or prepared), ``save``, ``load_state``,
   ``state_dict``, ``add_param_group``.
+- ``summaries.py``: what one module offers its importers, read with ``ast`` (definitions, idle ones,
+  constructions, what functions step/write/save/load of their parameters, scheduler subclasses,
+  tables of scheduler classes); facts, never findings.
+- ``project.py``: the project layer: imports resolved to the project's files (relative, ancestors
+  up to the root, ``src/``, re-exports), summaries and libcst trees read on demand, once per content
+  hash, within documented bounds; what was read, for the result cache.
 - ``trace.py``: the trace tree of each entry point (Block, Loop, Arm, Context, Frame, Event) with
   first-iteration execution order (``Event.order``) and helpers (``exclusive``, ``arms_not_shared``,
   ``innermost_loop``).
