@@ -180,7 +180,33 @@ def arms_not_shared(a: TraceNode, b: TraceNode) -> List[Arm]:
 
 
 def innermost_loop(node: TraceNode) -> Optional[Loop]:
+    """The nearest enclosing loop (remembered on the node: a node's ancestors never change once it is
+    in the trace, and rules ask this for every pair of steps)."""
+    cached = node.__dict__.get("_innermost_loop", _UNSET)
+    if cached is not _UNSET:
+        return cached
+    found = None
     for a in node.ancestors():
         if isinstance(a, Loop):
-            return a
-    return None
+            found = a
+            break
+    node.__dict__["_innermost_loop"] = found
+    return found
+
+
+def nearest_arm(node: TraceNode) -> Optional["Arm"]:
+    """The nearest enclosing arm (remembered on the node). Two nodes guarded by exactly the same arms
+    have the same nearest arm, and are then never exclusive."""
+    cached = node.__dict__.get("_nearest_arm", _UNSET)
+    if cached is not _UNSET:
+        return cached
+    found = None
+    for a in node.ancestors():
+        if isinstance(a, Arm):
+            found = a
+            break
+    node.__dict__["_nearest_arm"] = found
+    return found
+
+
+_UNSET = object()

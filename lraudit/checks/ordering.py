@@ -12,7 +12,7 @@ from typing import Iterable, List, Optional
 import libcst as cst
 
 from lraudit.analysis import Model
-from lraudit.analysis.trace import Context, Event, arms_not_shared, exclusive, innermost_loop
+from lraudit.analysis.trace import Context, Event, arms_not_shared, exclusive, innermost_loop, nearest_arm
 from lraudit.checks.base import Report, StaticRule, describe_scheduler, receiver_text
 from lraudit.checks.edits import move_step_after
 
@@ -74,9 +74,11 @@ def duplicate_step(model: Model, step: Event, sched_steps: List[Event], opt_step
     loop = innermost_loop(step)
     if loop is None or _has_arguments(step):
         return None
-    twins = [s for s in sched_steps if s is not step and s.node is not step.node and innermost_loop(s) is loop
-             and not _has_arguments(s) and not exclusive(s, step)
-             and not arms_not_shared(s, step) and not arms_not_shared(step, s)]
+    # Guarded by exactly the same arms (so never exclusive): the same nearest arm, a cached lookup
+    # instead of comparing the arm sets of every pair (hundreds of ``elif`` arms deep).
+    arm = nearest_arm(step)
+    twins = [s for s in sched_steps if s is not step and s.node is not step.node and nearest_arm(s) is arm
+             and innermost_loop(s) is loop and not _has_arguments(s)]
     if not twins:
         return None
     per_iteration = [o for o in opt_steps if innermost_loop(o) is loop and not exclusive(o, step)]
