@@ -413,9 +413,12 @@ _RULES = (
         "is built. Since torch 2.10 its `step()` pairs them with the groups strictly: LambdaLR, "
         "MultiplicativeLR, CyclicLR, CosineAnnealingWarmRestarts and SequentialLR raise `ValueError: "
         "zip() argument 2 is shorter than argument 1`, OneCycleLR raises `KeyError: 'initial_lr'` (torch "
-        "2.13, measured). The other chainable schedulers (StepLR, ExponentialLR, CosineAnnealingLR, "
-        "LinearLR...) carry on and decay the new group from whatever LR it had, with no base LR of its "
-        "own; before torch 2.10 the closed-form ones silently left the new group unscheduled.",
+        "2.13, measured). The other chainable schedulers carry on with no base LR for the new group and "
+        "apply their factors to whatever LR it has: StepLR, MultiStepLR, ExponentialLR and PolynomialLR "
+        "decay it from its own LR (what unfreezing usually intends: not reported); LinearLR and "
+        "ConstantLR multiply it by the ratio they undo and end their warm-up with it at the wrong LR; "
+        "CosineAnnealingLR raises once its position passes `T_max`. Before torch 2.10 the closed-form "
+        "ones silently left the new group unscheduled.",
         example="scheduler = LambdaLR(optimizer, lambda e: 0.95 ** e)\nfor epoch in range(epochs):\n"
         "    if epoch == unfreeze_at:\n        optimizer.add_param_group({'params': backbone.parameters()})\n"
         "    train(model, optimizer, loader)\n    scheduler.step()",
