@@ -17,11 +17,11 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Optional
 
 import lraudit
+from lraudit.atomic import replace_atomically
 
 CACHE_DIR_NAME = ".lraudit_cache"
 _FORMAT = 2
@@ -107,17 +107,8 @@ class Cache:
             merged = self._read()  # entries another run saved since we loaded
             merged.update(self._changed)
             self._entries = merged
-            fd, tmp = tempfile.mkstemp(dir=str(self.file.parent), prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump({"format": _FORMAT, "entries": self._entries}, fh, separators=(",", ":"))
-                os.replace(tmp, self.file)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            payload = json.dumps({"format": _FORMAT, "entries": self._entries}, separators=(",", ":"))
+            replace_atomically(str(self.file), lambda fh: fh.write(payload.encode("utf-8")))
         except OSError:
             return  # a read-only tree still gets checked, just not cached
         self._dirty = False

@@ -34,6 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
+from lraudit.atomic import replace_atomically
 from lraudit import catalog
 from lraudit import checks as _checks
 from lraudit import notebook as _nb
@@ -136,23 +137,12 @@ def write_atomic(path: str, text, encoding: str = "utf-8") -> None:
     without newline translation).
     """
     target = os.path.realpath(path)
-    directory = os.path.dirname(target) or "."
     data = text if isinstance(text, bytes) else text.encode(encoding)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".lraudit-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        try:
-            os.chmod(tmp, os.stat(target).st_mode & 0o7777)
-        except OSError:
-            pass
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        mode: Optional[int] = os.stat(target).st_mode & 0o7777
+    except OSError:
+        mode = None
+    replace_atomically(target, lambda fh: fh.write(data), mode)
 
 
 # --------------------------------------------------------------------------------------------------

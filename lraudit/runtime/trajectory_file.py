@@ -22,10 +22,10 @@ import json
 import math
 import os
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
+from lraudit.atomic import replace_atomically
 from lraudit.runtime.series import series_name
 
 VERSION = 2
@@ -293,23 +293,20 @@ def atomic_write(path: Union[str, "os.PathLike[str]"], write: Callable[[Any], No
         mode = os.stat(path).st_mode & 0o7777
     except OSError:
         mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=".lraudit-", suffix=".tmp", dir=folder)
-    try:
+    target = os.path.join(folder, os.path.basename(path))
+
+    def write_text(raw) -> None:
         if compress:
-            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
                     io.TextIOWrapper(gz, encoding="utf-8", newline=newline) as fh:
                 write(fh)
         else:
-            with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fh:
-                write(fh)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            fh = io.TextIOWrapper(raw, encoding="utf-8", newline=newline)
+            write(fh)
+            fh.flush()
+            fh.detach()  # the binary file stays open for replace_atomically to close
+
+    replace_atomically(target, write_text, mode)
     return path
 
 
