@@ -78,14 +78,19 @@ def argument(call: cst.Call, keyword: str, position: Optional[int]) -> Optional[
     return None
 
 
+def literal_elements(node: cst.BaseExpression) -> List[Tuple[cst.CSTNode, float]]:
+    """Each literal number of a literal list/tuple (per-group values, Adam's betas), with its node."""
+    if isinstance(node, (cst.List, cst.Tuple)):
+        return [(e.value, v) for e in node.elements for v in [literal_number(e.value)] if v is not None]
+    return []
+
+
 def _numbers(node: cst.BaseExpression) -> List[Tuple[cst.CSTNode, float]]:
     """A literal number, or each literal number of a literal list/tuple (per-group values)."""
     value = literal_number(node)
     if value is not None:
         return [(node, value)]
-    if isinstance(node, (cst.List, cst.Tuple)):
-        return [(e.value, v) for e in node.elements for v in [literal_number(e.value)] if v is not None]
-    return []
+    return literal_elements(node)
 
 
 class InvalidLr(StaticRule):

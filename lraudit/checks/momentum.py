@@ -8,7 +8,7 @@ bound.
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Set, Tuple
+from typing import Iterable, Set
 
 import libcst as cst
 
@@ -16,7 +16,7 @@ from lraudit.analysis import Model
 from lraudit.analysis import known
 from lraudit.analysis.values import OptimizerObj, SchedulerObj
 from lraudit.checks.base import Report, StaticRule, describe_scheduler
-from lraudit.checks.literals import argument, literal_number
+from lraudit.checks.literals import argument, literal_elements, literal_number
 
 # Positions (the optimizer, or the params, is 0) in torch 2.13's signatures; others by keyword only.
 _OPTIMIZER_MOMENTUM_POSITION = {"torch.optim.SGD": 2}
@@ -32,12 +32,6 @@ _TORCH_TAKES = "torch takes it silently and the weights diverge"
 
 def _outside(value: float) -> bool:
     return value < 0 or value >= 1
-
-
-def _literal_pair(node: cst.BaseExpression) -> List[Tuple[cst.CSTNode, float]]:
-    if isinstance(node, (cst.Tuple, cst.List)):
-        return [(e.value, v) for e in node.elements for v in [literal_number(e.value)] if v is not None]
-    return []
 
 
 class InvalidMomentum(StaticRule):
@@ -96,7 +90,7 @@ class InvalidMomentum(StaticRule):
     def _betas(self, model: Model, node: cst.BaseExpression, name: str,
                in_group: bool = False) -> Iterable[Report]:
         checked = not in_group and name in _CHECKS_BETAS
-        for index, (element, value) in enumerate(_literal_pair(node)):
+        for index, (element, value) in enumerate(literal_elements(node)):
             if _outside(value):
                 consequence = _TORCH_REJECTS if checked else "a beta of 1 or more never forgets a gradient"
                 yield self.report(element, f"beta{index + 1} `{model.text(element)}` for {name} is outside "
