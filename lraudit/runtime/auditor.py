@@ -84,6 +84,10 @@ _LR009_ONECYCLE = ("OneCycleLR was stepped past its total_steps={total} (before 
                    "per batch.")
 
 
+# first item of the token of a wrapper's step (accelerate's AcceleratedScheduler) until its scheduler steps
+_DEFERRED = object()
+
+
 class SchedInfo:
     __slots__ = ("sid", "sched", "tracker", "parent", "stepped", "anchors", "simulable", "may_end", "plateau",
                  "loaded", "after_opt_load", "lr017", "n_groups")
@@ -449,12 +453,12 @@ class Audit:
     def _on_sched_begin(self, sched: Any, args: tuple, kwargs: dict) -> Optional[tuple]:
         """A scheduler step begins; returns the token the wrapper hands back to :meth:`_on_sched_end`."""
         token = None
-        has_metric = bool(args) or "metrics" in kwargs
+        has_metric = bool(args) or (bool(kwargs) and "metrics" in kwargs)
         info = self._sched.get(id(sched))
         if info is not None and info.sched is sched:  # fast path: a scheduler seen before
             try:
                 tr = info.tracker
-                with_args = bool(args) or "epoch" in kwargs
+                with_args = bool(args) or (bool(kwargs) and "epoch" in kwargs)
                 if info.parent is None and (tr.resume or len(tr.opt.param_groups) != info.n_groups):
                     self._before_step(info, tr, with_args, args, kwargs)
                 tr.sched_begin(info.sid, with_args)
@@ -464,7 +468,7 @@ class Audit:
         elif not is_scheduler(sched):
             # a wrapper (accelerate's AcceleratedScheduler): it counts as one scheduler step only if it
             # steps its scheduler (it does not on accumulation micro-batches nor after a skipped update)
-            token = ("deferred", has_metric)
+            token = (_DEFERRED, has_metric)
             self._tls.current = token
         else:
             token = self._begin(sched, has_metric, args, kwargs)
@@ -532,13 +536,13 @@ class Audit:
         tr.checker.add("LR019", msg)
 
     def _on_sched_end(self, sched: Any, error: Optional[BaseException], cur: Optional[tuple] = None) -> None:
-        if cur is not None and cur[0] == "deferred":  # the wrapper's scheduler step, if it made one
-            tls = self._tls
-            cur, tls.current = tls.current, None
-            if cur is not None and cur[0] == "deferred":
-                cur = None
         if cur is None:
             return
+        if cur[0] is _DEFERRED:  # the wrapper's scheduler step, if it made one
+            tls = self._tls
+            cur, tls.current = tls.current, None
+            if cur is None or cur[0] is _DEFERRED:
+                return
         try:
             tr, info, s, has_metric = cur
             info.stepped = True
@@ -558,7 +562,7 @@ class Audit:
     def _on_sched_nested(self, sched: Any) -> None:
         tls = self._tls
         cur = getattr(tls, "current", None)
-        if cur is not None and cur[0] == "deferred":  # the wrapper steps its scheduler: one step
+        if cur is not None and cur[0] is _DEFERRED:  # the wrapper steps its scheduler: one step
             tls.current = self._begin(sched, cur[1])
             return
         try:

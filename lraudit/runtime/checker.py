@@ -146,13 +146,13 @@ class Checker:
         self.idx += 1
         if self.pending:  # the previous step raised before its post hooks: count it
             self._applied()
-        if vals != self.last:
-            if self.last is not None:
+        last = self.last
+        if vals != last:
+            if last is not None:
                 self._external(vals, AT_PRE)
             self.last = vals
-        if vals != self.traj.last_row:
+        if self.traj.append(vals):  # a row unlike the last one
             self._check_valid(vals)
-        self.traj.append(vals)
         self.pending = True
         if self.past_end is not None:
             self._lr009(vals)
@@ -181,7 +181,21 @@ class Checker:
     def post_unchanged(self) -> None:
         """``post`` for a step without a closure nor ``found_inf``: the LRs are those seen at ``pre``."""
         self.idx += 1
-        self._applied()
+        if self.steps and not self.hits:
+            # the canonical interval (_close_interval's first case) without its calls: runs at every step
+            ic = self.icount
+            if ic:
+                if len(ic) != 1:
+                    return self._applied()
+                (k,) = ic.values()
+                if k != 1:
+                    return self._applied()
+                ic.clear()
+            self.iskips = 0
+            self.steps += 1
+            self.pending = False
+            return None
+        return self._applied()
 
     def sched_begin(self, vals: list, sid: int, has_args: bool = False) -> None:
         self.idx += 1

@@ -36,9 +36,11 @@ class _State(threading.local):
     scheduler steps as nested in theirs. Class attributes are every thread's starting values."""
 
     ctor_depth = 0  # scheduler constructors running
-    step_depth = 0  # scheduler steps running
     load_depth = 0  # scheduler load_state_dict running
     suppress = 0  # our own shadow computations
+    # suppress + ctor_depth + scheduler steps running: the step wrapper, which runs at every scheduler
+    # step, reads this one attribute in the usual case (0: a top-level step)
+    busy = 0
 
 
 state = _State()
@@ -49,9 +51,11 @@ class suppressed:
 
     def __enter__(self):
         state.suppress += 1
+        state.busy += 1
 
     def __exit__(self, *exc):
         state.suppress -= 1
+        state.busy -= 1
 
 
 def _all_subclasses(cls: type) -> List[type]:
@@ -90,16 +94,17 @@ def _sched_step(original):
         if not ACTIVE:
             return original(self, *args, **kwargs)
         st = state
-        if st.suppress or st.ctor_depth:  # our shadows; an initial step, part of a construction
-            return original(self, *args, **kwargs)
-        if st.step_depth:  # a child of a composite scheduler, or a subclass calling super().step()
+        if st.busy:
+            if st.suppress or st.ctor_depth:  # our shadows; an initial step, part of a construction
+                return original(self, *args, **kwargs)
+            # a child of a composite scheduler, or a subclass calling super().step()
             for a in tuple(ACTIVE):
                 a._on_sched_nested(self)
             return original(self, *args, **kwargs)
         if len(ACTIVE) == 1:  # the usual case, without the lists
             a = ACTIVE[0]
             token = a._on_sched_begin(self, args, kwargs)
-            st.step_depth = 1
+            st.busy = 1
             error = None
             try:
                 return original(self, *args, **kwargs)
@@ -107,11 +112,11 @@ def _sched_step(original):
                 error = exc
                 raise
             finally:
-                st.step_depth = 0
+                st.busy = 0
                 a._on_sched_end(self, error, token)
         audits = tuple(ACTIVE)
         tokens = [a._on_sched_begin(self, args, kwargs) for a in audits]
-        state.step_depth += 1
+        st.busy += 1
         error = None
         try:
             return original(self, *args, **kwargs)
@@ -119,7 +124,7 @@ def _sched_step(original):
             error = exc
             raise
         finally:
-            state.step_depth -= 1
+            st.busy -= 1
             for a, token in zip(audits, tokens):
                 a._on_sched_end(self, error, token)
 
@@ -132,10 +137,12 @@ def _sched_init(original):
         if not ACTIVE or state.suppress:
             return original(self, *args, **kwargs)
         state.ctor_depth += 1
+        state.busy += 1
         try:
             original(self, *args, **kwargs)
         finally:
             state.ctor_depth -= 1
+            state.busy -= 1
         if state.ctor_depth == 0:
             _patch_class_tree(type(self))  # a scheduler class defined after the audit started
             for a in tuple(ACTIVE):
@@ -251,4 +258,4 @@ def release(audit: Any) -> None:
             ACTIVE.remove(audit)
         if not ACTIVE:
             _uninstall()
-            state.ctor_depth = state.step_depth = state.load_depth = 0
+            state.ctor_depth = state.busy = state.load_depth = 0

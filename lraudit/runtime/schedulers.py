@@ -161,6 +161,15 @@ def past_end(sched: Any) -> Optional[str]:
     OneCycleLR: ``last_epoch >= total_steps`` (its last step is ``total_steps - 1``); CosineAnnealingLR:
     ``last_epoch > T_max`` (from there the cosine climbs again).
     """
+    # the usual case, a plain OneCycleLR or CosineAnnealingLR within its schedule, without building lists
+    # (this runs after every step of such a scheduler)
+    cls = type(sched)
+    if cls is L.OneCycleLR:
+        if sched.last_epoch < sched.total_steps:
+            return None
+    elif cls is L.CosineAnnealingLR:
+        if sched.last_epoch <= sched.T_max:
+            return None
     for s in active_children(sched):
         if isinstance(s, L.OneCycleLR):
             if s.last_epoch >= s.total_steps:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 from array import array
+from operator import eq as _eq
+from operator import itemgetter
 from typing import List, Optional, Sequence
 
 
@@ -49,6 +51,19 @@ class Series:
                 self.rep_at.append(len(vals) - 1)
                 self.rep_len.append(count)
         self.n += count
+
+    def extend(self, values: Sequence[float]) -> None:
+        """Append each of ``values`` once: a column of a block of rows. Where no two neighbours are
+        equal (a smooth schedule) the values are stored with one C-level copy."""
+        if not values:
+            return
+        vals = self.vals
+        if (vals and same(vals[-1], values[0])) or any(map(_eq, values[1:], values[:-1])):
+            for v in values:
+                self.append(v)
+            return
+        vals.extend(values)
+        self.n += len(values)
 
     def pop(self) -> float:
         if not self.n:
@@ -127,9 +142,15 @@ class Trajectory:
     """The rows of one optimizer: ``row[j]`` is the LR group j used at one optimizer step.
 
     Rows may grow (``add_param_group``): a new group starts at the row where it first appears.
+
+    A schedule that changes the LR at every step (OneCycleLR, cosine, a warm-up lambda) gives a new row
+    per step: such rows wait in a block and are compressed a column at a time (``zip``, ``array.extend``,
+    C loops) instead of one Python loop per row and group at each optimizer step.
     """
 
-    __slots__ = ("groups", "n", "_row", "_rep", "_flushed")
+    __slots__ = ("groups", "n", "_row", "_rep", "_flushed", "_block")
+
+    BLOCK = 256  # single rows waiting to be compressed together
 
     def __init__(self) -> None:
         self.groups: List[_Group] = []
@@ -137,18 +158,28 @@ class Trajectory:
         self._row: Optional[list] = None  # the last row, repeated _rep times, not yet in the series
         self._rep = 0
         self._flushed = 0  # rows written into the series
+        self._block: List[list] = []  # rows (once each) before _row, not yet in the series
 
     # -- recording -------------------------------------------------------------------------------
-    def append(self, row: list, count: int = 1) -> None:
+    def append(self, row: list, count: int = 1) -> bool:
+        """Add ``row`` ``count`` times; True when it differs from the last row (a new value to check)."""
         if count <= 0:
-            return
-        if self._rep and row == self._row:
-            self._rep += count
-        else:
-            self._flush()
-            self._row = row
-            self._rep = count
+            return False
         self.n += count
+        rep = self._rep
+        if rep and row == self._row:
+            self._rep = rep + count
+            return False
+        if rep == 1:
+            block = self._block
+            block.append(self._row)
+            if len(block) >= self.BLOCK:
+                self._settle()
+        elif rep:
+            self._flush()
+        self._row = row
+        self._rep = count
+        return True
 
     @property
     def last_row(self) -> Optional[list]:
@@ -160,6 +191,8 @@ class Trajectory:
             return
         if self._rep:
             self._rep -= 1
+        elif self._block:
+            self._block.pop()
         else:  # only reached when the last row was already flushed
             for g in self.groups:
                 if g.series is not None and g.start < self._flushed:
@@ -175,9 +208,35 @@ class Trajectory:
         self.append(row)
 
     def _flush(self) -> None:
+        """Write everything recorded into the series (the block, then the last row)."""
+        self._settle()
         rep, row = self._rep, self._row
-        if not rep:
+        if rep:
+            self._write(row, rep)  # type: ignore[arg-type]
+            self._rep = 0
+
+    def _settle(self) -> None:
+        """Compress the block of single rows into the series."""
+        block = self._block
+        if not block:
             return
+        self._block = []
+        groups = self.groups
+        n = len(groups)
+        if n and all(len(r) == n for r in block):
+            cols = list(zip(*block))
+            # an aliased group that leaves its twin inside the block needs the row-by-row path
+            if all(g.alias is None or cols[j] == cols[g.alias] for j, g in enumerate(groups)):
+                for j, g in enumerate(groups):
+                    if g.alias is None:
+                        g.series.extend(cols[j])  # type: ignore[union-attr]
+                self._flushed += len(block)
+                return
+        for r in block:
+            self._write(r, 1)
+
+    def _write(self, row: list, rep: int) -> None:
+        """Write ``row`` ``rep`` times into the series."""
         groups = self.groups
         start = self._flushed
         # first split the aliases that leave their group (copying it before it gets this row)
@@ -199,19 +258,21 @@ class Trajectory:
             if g.alias is None:
                 g.series.append(v, rep)  # type: ignore[union-attr]
         self._flushed += rep
-        self._rep = 0
 
     # -- reading ---------------------------------------------------------------------------------
     def n_groups(self) -> int:
+        self._settle()
         pending = len(self._row) if self._rep and self._row is not None else 0
         return max(len(self.groups), pending)
 
     def group_start(self, j: int) -> int:
+        self._settle()
         if j < len(self.groups):
             return self.groups[j].start
         return self._flushed
 
     def values(self, j: int) -> List[float]:
+        self._settle()
         out: List[float] = []
         if j < len(self.groups):
             g = self.groups[j]
@@ -225,6 +286,7 @@ class Trajectory:
 
     def tail(self, j: int, k: int) -> List[float]:
         """The last ``k`` values of group ``j`` (fewer when it has fewer), without expanding the rest."""
+        self._settle()
         pending = self._rep if self._row is not None and j < len(self._row) else 0
         head: List[float] = []
         if k > pending and j < len(self.groups):
@@ -236,6 +298,7 @@ class Trajectory:
 
     def runs(self, j: int):
         """Yield ``(value, length)`` runs of group ``j`` from its first row, without expanding them."""
+        self._settle()
         if j < len(self.groups):
             src = self.groups[j]
             while src.alias is not None:
@@ -245,6 +308,7 @@ class Trajectory:
             yield self._row[j], self._rep
 
     def nbytes(self) -> int:
+        self._settle()
         total = sys.getsizeof(self) + sys.getsizeof(self.groups)
         for g in self.groups:
             total += sys.getsizeof(g)
@@ -265,6 +329,9 @@ def series_name(optimizer: str, group: str, index: int, n_groups: int) -> str:
     return f"{optimizer}/{group}"
 
 
+_MOMENTUM = itemgetter("momentum")
+
+
 class ParamRecord:
     """Momentum and betas of one optimizer's groups, read where a scheduler may change them.
 
@@ -275,7 +342,7 @@ class ParamRecord:
     ``momentum`` (SGD, RMSprop) or ``beta1``/``beta2`` (Adam family); rows are compressed as the LRs are.
     """
 
-    __slots__ = ("columns", "traj", "current", "changed", "_reported", "_index")
+    __slots__ = ("columns", "traj", "current", "changed", "_reported", "_index", "_plain")
 
     KEYS = ("momentum", "beta1", "beta2")
 
@@ -286,11 +353,43 @@ class ParamRecord:
         self.changed = False  # some value differed from an earlier reading
         self._reported: set = set()
         self._index: dict = {}  # (group, key) -> column
+        # (groups, key) when the columns are exactly that key of each of that many groups, in order
+        self._plain: Optional[tuple] = None
 
     def read(self, param_groups) -> Optional[list]:
         """The row of the current values (floats), or None when one lives on an accelerator.
 
         A value that is missing or not a number in this reading keeps its previous value."""
+        plain = self._plain
+        if plain is not None and len(param_groups) == plain[0]:
+            # a cycling scheduler makes this run at every step: the columns are every group's momentum,
+            # or every group's two betas, read without building (group, key) pairs
+            try:
+                if plain[1] == "momentum":
+                    row = list(map(_MOMENTUM, param_groups))
+                else:
+                    row = [b for g in param_groups for b in g["betas"]]
+                if len(row) == len(self.columns):
+                    for v in row:
+                        if type(v) is not float:
+                            break
+                    else:
+                        return row
+            except (KeyError, TypeError):
+                pass
+        row = self._read(param_groups)
+        if row is not None and self._plain is None:
+            self._plain = self._plain_layout(len(param_groups))
+        return row
+
+    def _plain_layout(self, n: int) -> Optional[tuple]:
+        if self.columns == [(j, "momentum") for j in range(n)]:
+            return (n, "momentum")
+        if self.columns == [(j, k) for j in range(n) for k in ("beta1", "beta2")]:
+            return (n, "betas")
+        return None
+
+    def _read(self, param_groups) -> Optional[list]:
         found = []
         for j, g in enumerate(param_groups):
             m = g.get("momentum")
@@ -320,6 +419,7 @@ class ParamRecord:
                 self.columns.append((j, key))
             while len(row) <= c:  # a column new in this reading
                 row.append(v)
+                self._plain = None
             row[c] = v
         return row
 
@@ -330,9 +430,14 @@ class ParamRecord:
             gap = step - self.traj.n
             if gap > 0:
                 self.traj.append(cur, gap)
-            if not self.changed and any(not same(a, b) for a, b in zip(row, cur)):
+            if not self.changed and row != cur and any(not same(a, b) for a, b in zip(row, cur)):
                 self.changed = True
         self.current = row
+        for v in row:
+            if not 0.0 <= v < 1.0:
+                break
+        else:
+            return []
         bad = []
         for c, v in enumerate(row):
             if not 0.0 <= v < 1.0 and c not in self._reported:

@@ -166,15 +166,25 @@ class Tracker:
         self._param_ids = None
 
     def read(self) -> Optional[list]:
-        """Every group's LR as floats, or None once the LRs live on an accelerator."""
+        """Every group's LR as floats, or None once the LRs live on an accelerator.
+
+        Runs three times per optimizer + scheduler step: the usual single group is read without a map."""
         groups = self.opt.param_groups
-        if len(groups) != len(self.group_names):
-            self._names(groups)
-        vals = list(map(_LR, groups))
-        for v in vals:
-            if type(v) is not float:
-                return self._convert(vals)
-        return vals
+        if len(groups) == 1 and self.group_names:
+            v = groups[0]["lr"]
+            if type(v) is float:
+                return [v]
+            vals = [v]
+        else:
+            if len(groups) != len(self.group_names):
+                self._names(groups)
+            vals = list(map(_LR, groups))
+            for v in vals:
+                if type(v) is not float:
+                    break
+            else:
+                return vals
+        return self._convert(vals)
 
     def _convert(self, vals: list) -> Optional[list]:
         self.checker.raw = False  # converted values are new objects: identity says nothing
@@ -237,7 +247,7 @@ class Tracker:
         if row is None:
             return
         if self.queue is None:
-            self._feed(MOM, None, 0.0, row, None)
+            self._params_at(row)
         else:  # the step count is known when the queue is replayed
             self.queue.push(MOM, None, row)
 
@@ -271,15 +281,18 @@ class Tracker:
         self.queue.push(SB, self._row(), sid, has_args)  # type: ignore[union-attr]
 
     def sched_end(self, sid: int, why: Optional[str]) -> None:
+        momentum = self._reads_params.get(sid)
+        if momentum is None:
+            momentum = self._may_write_params(sid)
         if self.queue is None:
             vals = self.read()
             if vals is not None:
                 self.checker.sched_end(vals, sid, why)
-                if self._may_write_params(sid):
+                if momentum:
                     self.read_params()
                 return
         self.queue.push(SE, self._row(), sid, why)  # type: ignore[union-attr]
-        if self._may_write_params(sid):
+        if momentum:
             self.read_params()
 
     def event(self, kind: int, a: Any = None, b: Any = None) -> None:
