@@ -90,7 +90,7 @@ _DEFERRED = object()
 
 class SchedInfo:
     __slots__ = ("sid", "sched", "tracker", "parent", "stepped", "anchors", "simulable", "may_end", "plateau",
-                 "loaded", "after_opt_load", "lr017", "n_groups")
+                 "loaded", "after_opt_load", "lr017", "n_groups", "lane_ok")
 
     def __init__(self, sid: int, sched: Any, tracker: Tracker) -> None:
         self.sid = sid
@@ -109,6 +109,9 @@ class SchedInfo:
         built = built_groups(sched)
         groups = getattr(getattr(tracker, "opt", None), "param_groups", None)
         self.n_groups = built if built is not None else (len(groups) if groups is not None else None)
+        # the steady lane may follow it: no scheduler of its own to step (their steps nest in its), no
+        # metric (a plateau's steps carry one)
+        self.lane_ok = not self.plateau and not held(sched)
 
 
 class _Current(threading.local):
@@ -332,7 +335,7 @@ class Audit:
             return None
         prior = bool(getattr(opt, "_opt_called", False)) or bool(getattr(opt, "state", None))
         tr = Tracker(opt, self._name_for(type(opt).__name__), self._info_dict, prior, emit=self._emit,
-                     record_positions=self._record_positions)
+                     record_positions=self._record_positions, sched_info=self._sched_list.__getitem__)
         self._trackers[id(opt)] = tr
         self._order.append(tr)
         if self._targets is not None:
@@ -357,9 +360,14 @@ class Audit:
         def guarded(opt: Any, args: Any, kwargs: Any) -> None:
             gb()
             try:
-                hook(opt, args, kwargs)
-                if pre and tr.loaded:
-                    audit._after_load(tr)
+                lane = tr.lane
+                # the steady lane first (see lane.py): a plain step costs a few compares
+                if lane is None or not (lane.pre(tr, opt) if pre else lane.post(tr, opt, args, kwargs)):
+                    if lane is not None:
+                        tr.settle()
+                    hook(opt, args, kwargs)
+                    if pre and tr.loaded:
+                        audit._after_load(tr)
             except Exception as e:  # never break training; reported at stop
                 errors.append(e)
             if audit._pending is not None:
@@ -378,9 +386,13 @@ class Audit:
         try:
             tr = self._trackers.get(id(opt)) or self._tracker_for(opt, create=True)
             if tr is not None:
-                tr.on_pre(opt, args, kwargs)
-                if tr.loaded:
-                    self._after_load(tr)
+                lane = tr.lane
+                if lane is None or not lane.pre(tr, opt):
+                    if lane is not None:
+                        tr.settle()
+                    tr.on_pre(opt, args, kwargs)
+                    if tr.loaded:
+                        self._after_load(tr)
         except Exception as e:
             self._errors.append(e)
         if self._pending is not None:
@@ -390,7 +402,11 @@ class Audit:
         try:
             tr = self._trackers.get(id(opt))
             if tr is not None:
-                tr.on_post(opt, args, kwargs)
+                lane = tr.lane
+                if lane is None or not lane.post(tr, opt, args, kwargs):
+                    if lane is not None:
+                        tr.settle()
+                    tr.on_post(opt, args, kwargs)
         except Exception as e:
             self._errors.append(e)
         if self._pending is not None:
@@ -458,10 +474,14 @@ class Audit:
         if info is not None and info.sched is sched:  # fast path: a scheduler seen before
             try:
                 tr = info.tracker
-                with_args = bool(args) or (bool(kwargs) and "epoch" in kwargs)
-                if info.parent is None and (tr.resume or len(tr.opt.param_groups) != info.n_groups):
-                    self._before_step(info, tr, with_args, args, kwargs)
-                tr.sched_begin(info.sid, with_args)
+                lane = tr.lane
+                if lane is None or not lane.sched_begin(tr, info, args, kwargs):  # the lane: see lane.py
+                    if lane is not None:
+                        tr.settle()
+                    with_args = bool(args) or (bool(kwargs) and "epoch" in kwargs)
+                    if info.parent is None and (tr.resume or len(tr.opt.param_groups) != info.n_groups):
+                        self._before_step(info, tr, with_args, args, kwargs)
+                    tr.sched_begin(info.sid, with_args)
                 token = (tr, info, sched, has_metric)
             except Exception as e:
                 self._errors.append(e)
@@ -546,6 +566,13 @@ class Audit:
         try:
             tr, info, s, has_metric = cur
             info.stepped = True
+            lane = tr.lane
+            if lane is not None:
+                if error is None and lane.sched_end(tr, s):
+                    if self._pending is not None:
+                        self._raise_pending()
+                    return
+                tr.settle()
             tr.sched_end(info.sid, past_end(s) if info.may_end else None)
             if error is not None:
                 if isinstance(error, TypeError) and isinstance(s, L.ReduceLROnPlateau) and not has_metric:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import operator
 import os
 import sys
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 from torch import Tensor
 
 from lraudit.runtime.checker import Checker
+from lraudit.runtime.lane import IDLE, RETRY_AFTER, Lane, open_lane
 from lraudit.runtime.series import ParamRecord, series_name
 
 # Event kinds of the device queue
@@ -134,19 +135,20 @@ def _first_param(opt: Any) -> Any:
 
 
 class Tracker:
-    def __init__(self, opt: Any, name: str, info, prior: bool, emit=None, record_positions: bool = False) -> None:
+    def __init__(self, opt: Any, name: str, info, prior: bool, emit=None, record_positions: bool = False,
+                 sched_info: Optional[Callable[[int], Any]] = None) -> None:
         self.opt = opt
         self.name = name
         self.cls = type(opt).__name__
         self.group_names: List[str] = []
-        self.checker = Checker(name, info, where=self._where, prior=prior, emit=emit,
+        self._checker = Checker(name, info, where=self._where, prior=prior, emit=emit,
                                reads_lr_first=isinstance(opt, torch.optim.LBFGS),
                                record_positions=record_positions)
         self.queue: Optional[_DeviceQueue] = None  # set once an accelerator tensor LR is seen
         self.pre_count = 0
         self.handles: List[Any] = []
         self._param_ids: Optional[set] = None
-        self.params = ParamRecord()  # momentum / betas, read where a scheduler may change them
+        self._params = ParamRecord()  # momentum / betas, read where a scheduler may change them
         self._reads_params: dict = {}  # scheduler id -> whether its steps may write momentum
         # one parameter's version counter after the last update: a new optimizer over the same weights
         # that finds it changed comes after a reset or a load (a new phase), not a rebuild in the loop
@@ -157,6 +159,46 @@ class Tracker:
         self.resume: dict = {}  # sid -> last_epoch when the optimizer's state was restored (LR019)
         self.resumed_at: Optional[int] = None  # applied steps when the optimizer's state was restored
         self.restored_lrs: Optional[list] = None  # the LRs that restore brought
+        # the steady lane (see lane.py): plain steps recorded without the checker, settled into it
+        self.lane: Optional[Lane] = None
+        self.lane_wait = RETRY_AFTER  # general-path updates before the lane is tried
+        self._sched_info = sched_info  # sid -> the audit's SchedInfo
+
+    # -- the steady lane -------------------------------------------------------------------------
+    @property
+    def checker(self) -> Checker:
+        """The checker, with everything the lane holds recorded in it."""
+        if self.lane is not None:
+            self.settle()
+        return self._checker
+
+    @property
+    def params(self) -> ParamRecord:
+        if self.lane is not None:
+            self.settle()
+        return self._params
+
+    def settle(self, again: bool = False) -> None:
+        """Hand what the lane holds to the checker; ``again``: open a new lane at once (a periodic
+        settle), else go the general way for a while (something unusual happened)."""
+        lane = self.lane
+        if lane is None:
+            return
+        self.lane = None
+        lane.settle_into(self._checker, self._params)
+        if again and lane.phase == IDLE:
+            self.lane = open_lane(self, self._sched_info)
+        else:
+            self.lane_wait = RETRY_AFTER
+
+    def _lane_countdown(self) -> None:
+        """After an update on the general path: try the lane once it had RETRY_AFTER of them."""
+        if self.lane_wait:
+            self.lane_wait -= 1
+        elif self._sched_info is not None and self.queue is None:
+            self.lane = open_lane(self, self._sched_info)
+            if self.lane is None:
+                self.lane_wait = RETRY_AFTER
 
     # -- reading ---------------------------------------------------------------------------------
     def _names(self, groups) -> None:
@@ -187,7 +229,7 @@ class Tracker:
         return self._convert(vals)
 
     def _convert(self, vals: list) -> Optional[list]:
-        self.checker.raw = False  # converted values are new objects: identity says nothing
+        self._checker.raw = False  # converted values are new objects: identity says nothing
         out = []
         for v in vals:
             if isinstance(v, Tensor):
@@ -230,6 +272,8 @@ class Tracker:
 
     # -- observations ----------------------------------------------------------------------------
     def observe(self, kind: int, a: Any = None, b: Any = None) -> None:
+        if self.lane is not None:
+            self.settle()
         if self.queue is None:
             vals = self.read()
             if vals is not None:
@@ -243,7 +287,9 @@ class Tracker:
 
     def read_params(self) -> None:
         """Record the momentum / betas in force from the next update (a few dict reads)."""
-        row = self.params.read(self.opt.param_groups)
+        if self.lane is not None:
+            self.settle()
+        row = self._params.read(self.opt.param_groups)
         if row is None:
             return
         if self.queue is None:
@@ -252,8 +298,8 @@ class Tracker:
             self.queue.push(MOM, None, row)
 
     def _params_at(self, row: list) -> None:
-        c = self.checker
-        bad = self.params.at(c.steps, row)
+        c = self._checker
+        bad = self._params.at(c.steps, row)
         if not bad:
             return
         if max(group for group, _, _ in bad) >= len(self.group_names):
@@ -269,25 +315,29 @@ class Tracker:
     def _may_write_params(self, sid: int) -> bool:
         known = self._reads_params.get(sid)
         if known is None:
-            known = self._reads_params[sid] = self.checker.sched_name(sid) not in _LR_ONLY
+            known = self._reads_params[sid] = self._checker.sched_name(sid) not in _LR_ONLY
         return known
 
     def sched_begin(self, sid: int, has_args: bool = False) -> None:
+        if self.lane is not None:
+            self.settle()
         if self.queue is None:
             vals = self.read()
             if vals is not None:
-                self.checker.sched_begin(vals, sid, has_args)
+                self._checker.sched_begin(vals, sid, has_args)
                 return
         self.queue.push(SB, self._row(), sid, has_args)  # type: ignore[union-attr]
 
     def sched_end(self, sid: int, why: Optional[str]) -> None:
+        if self.lane is not None:
+            self.settle()
         momentum = self._reads_params.get(sid)
         if momentum is None:
             momentum = self._may_write_params(sid)
         if self.queue is None:
             vals = self.read()
             if vals is not None:
-                self.checker.sched_end(vals, sid, why)
+                self._checker.sched_end(vals, sid, why)
                 if momentum:
                     self.read_params()
                 return
@@ -297,30 +347,37 @@ class Tracker:
 
     def event(self, kind: int, a: Any = None, b: Any = None) -> None:
         """An event without values (a skipped step, an attachment, a note)."""
+        if self.lane is not None:
+            self.settle()
         if self.queue is None:
             self._feed(kind, None, 0.0, a, b)
         else:
             self.queue.push(kind, None, a, b)
 
     def on_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
+        if self.lane is not None:
+            self.settle()
         self.pre_count += 1
         if self.queue is None:
             vals = self.read()
             if vals is not None:
-                self.checker.pre(vals)
+                self._checker.pre(vals)
                 return
         self.queue.push(PRE, self._row())  # type: ignore[union-attr]
 
     def on_post(self, opt: Any, args: Any, kwargs: Any) -> None:
+        if self.lane is not None:
+            self.settle()
         sample = self.sample
         if sample is not None:
             self.sample_version = sample._version
         fi = getattr(opt, "found_inf", None)
         if self.queue is None:
-            if fi is None and len(args) <= 1 and not kwargs and self.checker.pending:  # args: (optimizer,)
+            if fi is None and len(args) <= 1 and not kwargs and self._checker.pending:  # args: (optimizer,)
                 # no closure ran inside the step: nothing but the optimizer touched the groups since
                 # the pre-hook read them, and the update used what it read then
-                self.checker.post_unchanged()
+                self._checker.post_unchanged()
+                self._lane_countdown()
                 return
             if fi is not None and isinstance(fi, Tensor):
                 if fi.device.type != "cpu" or FORCE_DEVICE_PATH:
@@ -330,12 +387,14 @@ class Tracker:
             if self.queue is None:
                 vals = self.read()
                 if vals is not None:
-                    self.checker.post(vals, fi or 0.0)
+                    self._checker.post(vals, fi or 0.0)
+                    if not fi:
+                        self._lane_countdown()
                     return
         self.queue.push(POST, self._row(fi))  # type: ignore[union-attr]
 
     def _feed(self, kind: int, vals: Optional[list], extra: float, a: Any, b: Any) -> None:
-        c = self.checker
+        c = self._checker
         if kind == PRE:
             c.pre(vals)  # type: ignore[arg-type]
         elif kind == POST:
@@ -369,6 +428,8 @@ class Tracker:
         self._feed(kind, vals, extra, a, b)
 
     def flush(self, wait: bool) -> None:
+        if self.lane is not None:
+            self.settle()
         if self.queue is not None:
             if wait:
                 self.queue.seal()

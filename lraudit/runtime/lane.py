@@ -1,0 +1,195 @@
+"""The steady lane: the usual optimizer and scheduler steps recorded without the checker's bookkeeping.
+
+Most steps of a run are alike: one scheduler step writes the LRs (or leaves them as they are), the
+optimizer steps with them, and nothing else touches a param group. The :class:`~lraudit.runtime.checker.
+Checker` handles every observation the general way (writes, intervals, first steps, rule state), which
+costs several microseconds per step in Python. On such a stretch the tracker runs a :class:`Lane`
+instead: it reads the LRs where the checker would (before and after the scheduler step, before the
+update), checks by identity that nobody else wrote them, keeps counts and the new rows, and hands them
+to the checker in one go ("settles") when anything else happens: a write, a second scheduler step in an
+interval, a step with arguments, a closure, a skipped update, a construction or a load, an LR out of
+range, a schedule past its end, or a reader (``Tracker.checker`` and ``Tracker.params`` settle first),
+and every :data:`SETTLE_EVERY` steps. The checker then holds exactly what it would have recorded step by
+step (``tests/runtime/test_lane.py`` runs the same training with and without the lane and compares).
+
+A lane follows one optimizer and at most one scheduler (the one that stepped it last); no finding can
+arise on a step the lane accepts, so no live finding waits for a settle.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, List, Optional
+
+from lraudit.runtime.schedulers import past_end
+
+IDLE, SCHED, SCHED_DONE, OPT = range(4)  # after an update; inside a scheduler step; after it; inside an update
+SETTLE_EVERY = 1024  # lane steps between two settles (bounds what a reader may find unsettled)
+RETRY_AFTER = 16  # general-path updates before the lane is tried again once it was left
+
+_LR = operator.itemgetter("lr")
+_INF = float("inf")
+
+
+class Lane:
+    __slots__ = ("info", "sid", "may_end", "momentum", "phase", "last", "rows", "steps", "sched_steps",
+                 "events", "sb_event", "k", "mom_rows", "mom_last")
+
+    def __init__(self, info: Any, momentum: bool, last: list, mom_last: Optional[list]) -> None:
+        self.info = info  # the SchedInfo of the scheduler the lane follows, or None (no scheduler step)
+        self.sid = info.sid if info is not None else -1
+        self.may_end = info is not None and info.may_end
+        self.momentum = momentum  # its steps may write momentum / betas (OneCycleLR, CyclicLR)
+        self.phase = IDLE
+        self.last = last  # the LRs in the groups now (the very float objects)
+        self.rows: List[list] = []  # [row, updates that used it]
+        self.steps = 0  # updates
+        self.sched_steps = 0
+        self.events = 0  # observations (the checker's idx advances by one per observation)
+        self.sb_event = 0  # the observation of the last scheduler step's start
+        self.k = False  # the interval of the current update has its scheduler step
+        self.mom_rows: List[tuple] = []  # (updates before it, momentum row) for each new reading
+        self.mom_last = mom_last
+
+    # -- observations: True when the lane took it, False when the general path must ---------------
+    def sched_begin(self, tr: Any, info: Any, args: tuple, kwargs: dict) -> bool:
+        if self.phase != IDLE or info is not self.info or args or kwargs:
+            return False
+        groups = tr.opt.param_groups
+        last = self.last
+        # the groups hold the very LR objects the lane saw last: nobody wrote one since (inlined: a
+        # call costs as much as the test, and this runs four times per step)
+        if len(groups) != len(last) or not (groups[0]["lr"] is last[0] if len(last) == 1
+                                             else all(map(operator.is_, map(_LR, groups), last))):
+            return False
+        self.events += 1
+        self.sb_event = self.events
+        self.sched_steps += 1
+        self.phase = SCHED
+        return True
+
+    def sched_end(self, tr: Any, sched: Any) -> bool:
+        if self.phase != SCHED:
+            return False
+        groups = tr.opt.param_groups
+        vals = last = self.last
+        if len(groups) != len(last) or not (groups[0]["lr"] is last[0] if len(last) == 1
+                                             else all(map(operator.is_, map(_LR, groups), last))):
+            vals = list(map(_LR, groups))
+            if len(vals) != len(last):
+                return False
+            for v in vals:
+                # a float in range: anything else (a tensor, an invalid LR: LR014) takes the general path
+                if type(v) is not float or not 0.0 <= v < _INF:
+                    return False
+        if self.may_end and past_end(sched) is not None:
+            return False
+        if self.momentum:
+            row = tr._params.read(groups)
+            if row is None:
+                return False
+            if row != self.mom_last:
+                for v in row:
+                    if not 0.0 <= v < 1.0:  # LR022 (or NaN): the general path reports it
+                        return False
+                self.mom_rows.append((self.steps, row))
+                self.mom_last = row
+        self.last = vals
+        self.events += 1
+        self.phase = SCHED_DONE
+        return True
+
+    def pre(self, tr: Any, opt: Any) -> bool:
+        phase = self.phase
+        if (phase != IDLE and phase != SCHED_DONE) or tr.loaded:
+            return False
+        groups = opt.param_groups
+        last = self.last
+        if len(groups) != len(last) or not (groups[0]["lr"] is last[0] if len(last) == 1
+                                             else all(map(operator.is_, map(_LR, groups), last))):
+            return False
+        tr.pre_count += 1
+        self.events += 1
+        rows = self.rows
+        if rows and rows[-1][0] is last:
+            rows[-1][1] += 1
+        else:
+            rows.append([last, 1])
+        self.k = phase == SCHED_DONE
+        self.phase = OPT
+        return True
+
+    def post(self, tr: Any, opt: Any, args: tuple, kwargs: dict) -> bool:
+        # found_inf: a fused optimizer under GradScaler, whose update may have been skipped
+        if self.phase != OPT or getattr(opt, "found_inf", None) is not None:
+            return False
+        if len(args) > 1 or kwargs:  # args is (optimizer,) without a closure
+            # a closure ran inside the step (Lightning's training_step): it may have written an LR
+            groups = opt.param_groups
+            last = self.last
+            if len(groups) != len(last) or not (groups[0]["lr"] is last[0] if len(last) == 1
+                                                 else all(map(operator.is_, map(_LR, groups), last))):
+                return False
+        sample = tr.sample
+        if sample is not None:
+            tr.sample_version = sample._version
+        self.events += 1
+        self.steps += 1
+        self.phase = IDLE
+        if self.steps >= SETTLE_EVERY:
+            tr.settle(again=True)
+        return True
+
+    # -- handing over ----------------------------------------------------------------------------
+    def settle_into(self, checker: Any, params: Any) -> None:
+        """Record in ``checker`` (and ``params``) what the general path would have recorded."""
+        c = checker
+        base = c.idx
+        c.idx = base + self.events
+        if self.sched_steps:
+            st = c.stats[self.sid]
+            st.n_top += self.sched_steps
+            st.last_idx = base + self.sb_event
+        traj = c.traj
+        for row, count in self.rows:
+            traj.append(row, count)
+        for before, row in self.mom_rows:
+            params.at(c.steps + before, row)
+        c.steps += self.steps
+        c.last = self.last
+        phase = self.phase
+        if phase == SCHED or phase == SCHED_DONE or (phase == OPT and self.k):
+            c.icount[self.sid] = 1
+        if phase == OPT:
+            c.pending = True
+
+
+def open_lane(tr: Any, sched_info: Any) -> Optional[Lane]:
+    """A lane for ``tr`` if its recent steps were plain and nothing is pending, else None."""
+    c = tr._checker
+    if (tr.queue is not None or c.reads_lr_first or c.record_positions or tr.loaded
+            or c.pending or c.past_end is not None or c.iskips or c.icount or not c.steps
+            or ("LR001" in c.hits and "LR001" not in c.emitted)):
+        return None
+    last = c.last
+    groups = tr.opt.param_groups
+    if not last or len(last) != len(groups) or len(groups) != len(tr.group_names):
+        return None
+    for g, v in zip(groups, last):
+        if type(v) is not float or g["lr"] is not v:
+            return None
+    info = None
+    stepped = [(st.last_idx, sid) for sid, st in c.stats.items() if st.n_top > 0]
+    if stepped:
+        _, sid = max(stepped)
+        st = c.stats[sid]
+        # LR011 compares when schedulers step: with every other one started before this one, the
+        # comparison can no longer change while only this one steps
+        settled_order = c.lr011 is not None or all(
+            c.stats[o].first_idx < st.first_idx for _, o in stepped if o != sid)
+        cand = sched_info(sid)
+        # a resume mark (LR019) is looked at by the scheduler's next step on the general path
+        if (settled_order and st.first_idx is not None and cand.parent is None and cand.lane_ok
+                and cand.lr017 is None and cand.n_groups == len(groups) and sid not in tr.resume):
+            info = cand
+    momentum = info is not None and tr._may_write_params(info.sid)
+    return Lane(info, momentum, last, tr._params.current)

@@ -1,0 +1,200 @@
+"""The steady lane records exactly what the general path records.
+
+Each scenario is a seeded random training run mixing plain steps with everything that must leave the
+lane: writes before and after the scheduler step, one group written, two scheduler steps or none in an
+interval, closures, skipped updates, invalid LRs and momenta, a schedule stepped past its end, loads,
+new schedulers, a group added, readers asking mid-run. The same run is made with the lane and without
+it (``open_lane`` never opening one); everything the run reports must be identical, and the LRs must
+match the test's own pre-hook record of every update.
+"""
+from __future__ import annotations
+
+import random
+import warnings
+
+import pytest
+import torch
+from rt_helpers import backward, model, two_groups
+from torch.optim import lr_scheduler as L
+
+from lraudit.runtime import audit, lane, tracker
+
+SCHEDULERS = {
+    "StepLR": lambda o: L.StepLR(o, step_size=7, gamma=0.5),
+    "MultiStepLR": lambda o: L.MultiStepLR(o, milestones=[10, 30, 60], gamma=0.3),
+    "ExponentialLR": lambda o: L.ExponentialLR(o, gamma=0.99),
+    "LambdaLR": lambda o: L.LambdaLR(o, lambda s: min(1.0, (s + 1) / 20)),
+    "CosineAnnealingLR": lambda o: L.CosineAnnealingLR(o, T_max=50),  # stepped past T_max: LR009
+    "OneCycleLR": lambda o: L.OneCycleLR(o, max_lr=0.2, total_steps=400),
+    "CyclicLR": lambda o: L.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=9),
+    "none": None,
+}
+
+EVENTS = ["plain"] * 90 + ["write_before", "write_after", "write_one", "double", "no_sched", "closure",
+                           "read", "new_sched", "reload", "bad_lr", "bad_momentum", "same_value",
+                           "opt_load", "add_group", "scaler", "scaler_inf", "closure", "closure_write"]
+
+
+def _scaler():
+    try:
+        return torch.amp.GradScaler("cpu", init_scale=2.0)
+    except Exception:  # an old torch without a CPU GradScaler: those events become plain steps
+        return None
+
+
+def _scenario(seed: int, sched_name: str, groups: int, expect=None):
+    """Run the scenario; returns what the run reports and the test's own record of the LRs used."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    m = model()
+    params = two_groups(m, momentum=0.9) if groups == 2 else m.parameters()
+    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    make = SCHEDULERS[sched_name]
+    sched = make(opt) if make is not None else None
+    seen = []  # the LRs each update used, read by the test's own pre-hook (it runs before lraudit's)
+    opt.register_step_pre_hook(lambda o, a, k: seen.append([g["lr"] for g in o.param_groups]))
+    reads = []
+    scaler = _scaler()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auditor = audit(opt, expect=expect)
+        with auditor as run:
+            for it in range(200):
+                event = rng.choice(EVENTS) if it > 5 else "plain"
+                if event == "write_before" and sched is not None:
+                    for g in opt.param_groups:
+                        g["lr"] = g["lr"] * 0.5
+                elif event == "write_one":
+                    opt.param_groups[-1]["lr"] = opt.param_groups[-1]["lr"] * 0.9
+                elif event == "same_value":  # a new float object, the same value
+                    for g in opt.param_groups:
+                        g["lr"] = float(str(g["lr"]))
+                elif event == "bad_lr":
+                    opt.param_groups[0]["lr"] = -0.1
+                elif event == "bad_momentum":
+                    opt.param_groups[0]["momentum"] = 1.5
+                elif event == "new_sched" and make is not None:
+                    sched = make(opt)
+                elif event == "reload" and sched is not None:
+                    sched.load_state_dict(sched.state_dict())
+                elif event == "opt_load":
+                    opt.load_state_dict(opt.state_dict())
+                elif event == "add_group" and len(opt.param_groups) < 3:
+                    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.05})
+                elif event == "read":
+                    reads.append((run.steps(), run.lrs(0)[-3:], len(run.findings)))
+                opt.zero_grad()
+                if event.startswith("scaler") and scaler is not None:  # a skipped update when inf
+                    x = torch.randn(4, 3)
+                    loss = m(x).pow(2).mean() * (float("inf") if event == "scaler_inf" else 1.0)
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()  # on inf the update is skipped: neither pre-hook runs
+                else:
+                    backward(m)
+                if event.startswith("scaler") and scaler is not None:
+                    pass
+                elif event.startswith("closure"):
+                    def closure():  # Lightning's training_step runs here; it may write an LR
+                        if event == "closure_write":
+                            opt.param_groups[0]["lr"] = opt.param_groups[0]["lr"] * 0.7
+                        return torch.tensor(0.0)
+
+                    opt.step(closure)
+                    # SGD reads the LR after calling the closure: that is the one the update used
+                    seen[-1] = [g["lr"] for g in opt.param_groups]
+                else:
+                    opt.step()
+                if event == "write_after":
+                    for g in opt.param_groups:
+                        g["lr"] = g["lr"] * 0.8
+                if event == "bad_lr":
+                    opt.param_groups[0]["lr"] = 0.1
+                if event == "bad_momentum":
+                    opt.param_groups[0]["momentum"] = 0.9
+                if sched is not None and event != "no_sched":
+                    try:
+                        sched.step()
+                        if event == "double":
+                            sched.step()
+                    except (ValueError, ZeroDivisionError, IndexError, KeyError):  # past its end; LR017
+                        sched = None
+            trackers = list(auditor._order)  # stop() lets go of them
+    report = run.to_dict()
+    findings = [(f.rule, f.step, f.group, f.message) for f in run.findings]
+    return report, findings, seen, reads, run, _state(trackers)
+
+
+def _state(trackers):
+    """The checker's and tracker's counters after the run (white-box: the lane must leave them exactly
+    as the general path does, also where no report shows them)."""
+    out = []
+    for tr in trackers:
+        c = tr.checker
+        stats = sorted((sid, st.n_top, st.first_idx, st.last_idx, st.first_step, st.attach_idx)
+                       for sid, st in c.stats.items())
+        out.append((tr.pre_count, tr.sample_version, c.steps, c.idx, c.nskips, c.n_writes, dict(c.counts),
+                    stats, c.last, c.traj.n, tr.params.traj.n, tr.params.current))
+    return out
+
+
+@pytest.mark.parametrize("sched_name", sorted(SCHEDULERS))
+@pytest.mark.parametrize("groups", [1, 2])
+def test_lane_records_what_the_general_path_records(monkeypatch, sched_name, groups):
+    monkeypatch.setattr(lane, "SETTLE_EVERY", 9)  # settle often: the lane reopens mid-run
+    monkeypatch.setattr(tracker, "RETRY_AFTER", 2)
+    taken = []
+    settle_into = lane.Lane.settle_into
+
+    def counting(self, checker, params):
+        taken.append(self.steps)
+        return settle_into(self, checker, params)
+
+    monkeypatch.setattr(lane.Lane, "settle_into", counting)
+    updates = 0
+    for seed in range(4):
+        # two seeds with the expectation that snapshots the scheduler (it counts its steps)
+        expect = "scheduler-per-step" if seed >= 2 and sched_name != "none" else None
+        with_lane = _scenario(seed, sched_name, groups, expect)
+        updates += with_lane[4].steps()
+        with monkeypatch.context() as mp:
+            mp.setattr(tracker, "open_lane", lambda tr, info: None)
+            without = _scenario(seed, sched_name, groups, expect)
+        assert with_lane[0] == without[0], (seed, sched_name)  # series, momenta, findings, as saved
+        assert with_lane[1] == without[1], (seed, sched_name)
+        assert with_lane[3] == without[3], (seed, sched_name)  # what readers saw mid-run
+        assert with_lane[5] == without[5], (seed, sched_name)
+        # and both are right: the LRs every update used, from the test's own record
+        report, _, seen, _, run, _ = with_lane
+        assert run.steps() == len(seen)
+        for j in range(len(seen[0])):
+            assert run.lrs(j) == [row[j] for row in seen], (seed, j)
+    assert sum(taken) > updates // 4, (sum(taken), updates)  # the lane carried a good share of the updates
+
+
+def test_lane_carries_a_plain_run_and_stays_exact(monkeypatch):
+    """A plain per-step schedule: nearly every update goes through the lane; values match a plain-SGD
+    reconstruction (w_new = w - lr * grad without momentum)."""
+    taken = []
+    settle_into = lane.Lane.settle_into
+
+    def counting(self, checker, params):
+        taken.append(self.steps)
+        return settle_into(self, checker, params)
+
+    monkeypatch.setattr(lane.Lane, "settle_into", counting)
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))  # float64: the difference is exact enough
+    opt = torch.optim.SGD([w], lr=0.1)
+    sched = L.OneCycleLR(opt, max_lr=0.2, total_steps=3000, cycle_momentum=False)
+    used = []
+    with audit(opt) as run:
+        for _ in range(3000):
+            before = w.detach().clone()
+            w.grad = torch.ones(1, dtype=torch.float64)
+            opt.step()
+            used.append(float(before - w.detach()))  # lr * grad with grad = 1
+            sched.step()
+    assert sum(taken) >= 2950, sum(taken)
+    assert run.findings == []
+    assert run.lrs(0) == pytest.approx(used, rel=1e-9)
