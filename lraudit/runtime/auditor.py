@@ -506,6 +506,11 @@ class Audit:
             if tr is None:
                 return None
             info = self._info_for(s, tr, lazy=True)
+            lane = tr.lane  # a wrapper's scheduler (accelerate) steps here at every step
+            if lane is not None:
+                if lane.sched_begin(tr, info, args, kwargs or {}):
+                    return (tr, info, s, has_metric)
+                tr.settle()
             with_args = bool(args) or "epoch" in (kwargs or {})
             if info.parent is None:
                 self._before_step(info, tr, with_args, args, kwargs or {})

@@ -198,3 +198,45 @@ def test_lane_carries_a_plain_run_and_stays_exact(monkeypatch):
     assert sum(taken) >= 2950, sum(taken)
     assert run.findings == []
     assert run.lrs(0) == pytest.approx(used, rel=1e-9)
+
+
+def _accelerate_run(accelerate, write_at):
+    acc = accelerate.Accelerator(cpu=True)
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    sched = L.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50))
+    m, opt, sched = acc.prepare(m, opt, sched)  # AcceleratedOptimizer, AcceleratedScheduler
+    seen = []
+    opt.optimizer.register_step_pre_hook(lambda o, a, k: seen.append(o.param_groups[0]["lr"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with audit(opt) as run:
+            for step in range(300):
+                opt.zero_grad()
+                backward(m)
+                opt.step()
+                if step == write_at:  # overwritten at the next scheduler step: LR002
+                    opt.param_groups[0]["lr"] = 0.5
+                sched.step()
+    return run, seen
+
+
+def test_lane_carries_accelerate_wrapped_steps(monkeypatch):
+    accelerate = pytest.importorskip("accelerate")
+    taken = []
+    settle_into = lane.Lane.settle_into
+
+    def counting(self, checker, params):
+        taken.append(self.steps)
+        return settle_into(self, checker, params)
+
+    monkeypatch.setattr(lane.Lane, "settle_into", counting)
+    run, seen = _accelerate_run(accelerate, write_at=200)
+    assert sum(taken) >= 250, sum(taken)  # the wrapper's scheduler steps go through the lane too
+    assert run.lrs() == seen
+    assert [(f.rule, f.step) for f in run.findings] == [("LR002", 201)]
+    with monkeypatch.context() as mp:
+        mp.setattr(tracker, "open_lane", lambda tr, info: None)
+        general, _ = _accelerate_run(accelerate, write_at=200)
+    assert [str(f) for f in run.findings] == [str(f) for f in general.findings]
+    assert run.to_dict() == general.to_dict()
