@@ -115,7 +115,8 @@ def test_severity_override_reaches_reports(tmp_path, monkeypatch):
     data = json.loads(res.stdout)
     assert [(f["rule"], f["severity"]) for f in data["findings"]] == [("LR001", "warning")]
     res = CliRunner().invoke(main, ["check", "--no-cache", "--format", "github"])
-    assert res.stdout.startswith("::warning file=t.py,line=9,col=5,title=LR001::")
+    assert res.stdout.startswith("::warning file=t.py,line=9,endLine=9,col=5,endColumn=")
+    assert ",title=LR001::" in res.stdout.splitlines()[0]
 
 
 def test_per_file_ignores_and_excludes_from_config(tmp_path, monkeypatch):

@@ -117,14 +117,22 @@ def test_sarif_edge_cases_validate():
 def test_github_annotations(project):
     res = check("--format", "github")
     lines = res.stdout.splitlines()
-    assert lines[0].startswith(f"::error file=src/train.py,line=9,col=5,title=LR001::{MESSAGE_START}")
+    assert lines[0].startswith("::error file=src/train.py,line=9,endLine=9,col=5,endColumn=")
+    assert f",title=LR001::{MESSAGE_START}" in lines[0]
     assert lines[1].startswith("::error file=src/broken.py,title=lraudit::syntax error")
 
 
 def test_github_escaping():
     result = CheckResult(findings=[Finding("a,b:c.py", 1, 2, 1, 3, "LR004", "50% of\ngroups")])
     out = render(result, "github")
-    assert out == "::warning file=a%2Cb%3Ac.py,line=1,col=2,title=LR004::50%25 of%0Agroups\n"
+    assert out == "::warning file=a%2Cb%3Ac.py,line=1,endLine=1,col=2,endColumn=3,title=LR004::50%25 of%0Agroups\n"
+
+
+def test_github_ranges_over_several_lines_have_no_columns():
+    result = CheckResult(findings=[Finding("t.py", 3, 5, 6, 2, "LR004", "m"), Finding("t.py", 9, 5, 9, 21, "LR001", "m")])
+    out = render(result, "github").splitlines()
+    assert out[0] == "::warning file=t.py,line=3,endLine=6,title=LR004::m"
+    assert out[1] == "::error file=t.py,line=9,endLine=9,col=5,endColumn=21,title=LR001::m"
 
 
 def test_output_file(project):

@@ -1,7 +1,7 @@
 """``--format github``: GitHub Actions workflow commands, one annotation per finding.
 
-``::error file=train.py,line=12,col=5,title=LR001::message`` (``::warning`` / ``::notice`` by
-severity). Notebook findings carry the line and column of the ``.ipynb`` file itself where the
+``::error file=train.py,line=12,endLine=12,col=5,endColumn=18,title=LR001::message`` (``::warning`` /
+``::notice`` by severity; a range over several lines gives ``line``/``endLine`` without columns). Notebook findings carry the line and column of the ``.ipynb`` file itself where the
 reported cell line is (what GitHub shows the annotation on), and their message starts with
 ``cell N:line M``. Files that could not be checked are ``::error`` annotations titled ``lraudit``.
 """
@@ -22,6 +22,16 @@ def _prop(text: str) -> str:
     return _data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def _span(f) -> str:
+    """The finding's range. GitHub takes columns only within one line (its runner drops an annotation
+    whose columns span lines), so a range over several lines is given by its lines alone."""
+    end_line = getattr(f, "end_line", None) or f.line
+    if end_line == f.line:
+        end_col = max(getattr(f, "end_column", None) or f.column, f.column)
+        return f"line={f.line},endLine={end_line},col={f.column},endColumn={end_col},"
+    return f"line={f.line},endLine={max(end_line, f.line)},"
+
+
 def _raw_location(raw: RawLines, path: str, cell: int, line: int, column: int) -> str:
     position = raw.position(path, cell, line, column)
     return f"line={position[0]},col={position[1]}," if position else ""
@@ -39,9 +49,7 @@ def render_github(result) -> str:
                 f"title={_prop(f.rule)}::{_data(f'cell {cell}:line {f.line}:col {f.column}: {f.message}')}"
             )
         else:
-            lines.append(
-                f"::{level} file={_prop(f.path)},line={f.line},col={f.column},title={_prop(f.rule)}::{_data(f.message)}"
-            )
+            lines.append(f"::{level} file={_prop(f.path)},{_span(f)}title={_prop(f.rule)}::{_data(f.message)}")
     for u in result.unused_ignores if result.report_unused_ignores else ():
         loc = f"line={u.line},col={u.column}," if u.cell is None else _raw_location(raw, u.path, u.cell, u.line, u.column)
         msg = u.message if u.cell is None else f"cell {u.cell}:line {u.line}: {u.message}"
