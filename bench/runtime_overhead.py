@@ -3,6 +3,8 @@ and memory.
 
     python bench/runtime_overhead.py [--rounds 31] [--block 1000] [--mem-steps 1000000] [--tensors 200000]
 
+"audited" is what a run pays on its usual steps (the steady lane carries them); "general path only" is
+the cost of a step the lane hands to the checker (around a manual write, a load, a skipped update).
 Prints ratios and deltas; asserts nothing about time (numbers depend on the machine; on a shared
 machine read the "min" lines, the least disturbed blocks). On a machine with
 CUDA it also times a real CUDA training step and runs one under torch.cuda.set_sync_debug_mode("error").
@@ -44,8 +46,23 @@ def _noop_hook(opt, args, kwargs):
     return None
 
 
+class _general_path_only:
+    """The audit with its steady lane closed (lraudit/runtime/lane.py): every step takes the checker's
+    general path, as the steps around a write, a load or a skipped update do."""
+
+    def __enter__(self):
+        from lraudit.runtime import tracker
+
+        self._tracker, self._open = tracker, tracker.open_lane
+        tracker.open_lane = lambda tr, sched_info: None
+
+    def __exit__(self, *exc):
+        self._tracker.open_lane = self._open
+
+
 def bench_cpu_step(rounds: int, block: int) -> None:
-    """Interleaved blocks: bare, bare + two no-op hooks (the hook floor), audited."""
+    """Interleaved blocks: bare, bare + two no-op hooks (the hook floor), audited, audited on the
+    general path only."""
     m = _model()
     opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
     sched = L.StepLR(opt, step_size=10_000_000)  # stepped every step, the LR stays put
@@ -68,7 +85,7 @@ def bench_cpu_step(rounds: int, block: int) -> None:
 
     for label, fn in (("optimizer.step()", opt_step), ("optimizer.step() + StepLR.step()", train_step),
                       ("optimizer.step() + OneCycleLR.step() (momentum cycled and recorded)", train_step_onecycle)):
-        bare, floor, audited = [], [], []
+        bare, floor, audited, general = [], [], [], []
         _time_block(fn, block)  # warm-up
         for _ in range(rounds):
             gc.collect()
@@ -77,18 +94,28 @@ def bench_cpu_step(rounds: int, block: int) -> None:
             floor.append(_time_block(fn, block))
             h1.remove()
             h2.remove()
-            a = audit(opt)
-            a.start()
-            audited.append(_time_block(fn, block))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # LR005 in the optimizer.step()-only blocks
-                a.stop()
+            for times, only_general in ((audited, False), (general, True)):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # LR005 in the optimizer.step()-only blocks
+                    if only_general:
+                        with _general_path_only():
+                            a = audit(opt)
+                            a.start()
+                            times.append(_time_block(fn, block))
+                            a.stop()
+                    else:
+                        a = audit(opt)
+                        a.start()
+                        times.append(_time_block(fn, block))
+                        a.stop()
         for stat in (min, statistics.median):
-            b, f, x = (stat(v) * 1e6 for v in (bare, floor, audited))
+            b, f, x, g = (stat(v) * 1e6 for v in (bare, floor, audited, general))
             print(f"CPU {label}, {stat.__name__} of {rounds} interleaved blocks of {block} (64-64-1 MLP, SGD "
                   "momentum; thread CPU time):")
-            print(f"  bare {b:8.2f} us   two no-op hooks {f:8.2f} us   audited {x:8.2f} us")
-            print(f"  audited/bare = {x / b:.3f}  (+{x - b:.2f} us/step);  audited - hook floor = {x - f:+.2f} us/step")
+            print(f"  bare {b:8.2f} us   two no-op hooks {f:8.2f} us   audited {x:8.2f} us   "
+                  f"general path only {g:8.2f} us")
+            print(f"  audited/bare = {x / b:.3f}  (+{x - b:.2f} us/step);  audited - hook floor = {x - f:+.2f} us/step;"
+                  f"  general path only - hook floor = {g - f:+.2f} us/step")
 
 
 def bench_enter_exit(n_tensors: int, rounds: int) -> None:

@@ -110,7 +110,7 @@ class Lane:
         tr.pre_count += 1
         self.events += 1
         rows = self.rows
-        if rows and rows[-1][0] is last:
+        if rows and (rows[-1][0] is last or rows[-1][0] == last):  # floats only: == never reaches a tensor
             rows[-1][1] += 1
         else:
             rows.append([last, 1])
@@ -149,11 +149,10 @@ class Lane:
             st = c.stats[self.sid]
             st.n_top += self.sched_steps
             st.last_idx = base + self.sb_event
-        traj = c.traj
-        for row, count in self.rows:
-            traj.append(row, count)
-        for before, row in self.mom_rows:
-            params.at(c.steps + before, row)
+        c.traj.append_rows(self.rows)
+        if self.mom_rows:
+            steps = c.steps
+            params.at_many([(steps + before, row) for before, row in self.mom_rows])
         c.steps += self.steps
         c.last = self.last
         phase = self.phase

@@ -181,6 +181,27 @@ class Trajectory:
         self._rep = count
         return True
 
+    def append_rows(self, rows: List[list]) -> None:
+        """``append(row, count)`` for each ``[row, count]`` of ``rows`` (the steady lane hands over its
+        rows this way: one call, and rows used once go straight to the block)."""
+        for row, count in rows:
+            if count <= 0:
+                continue
+            self.n += count
+            rep = self._rep
+            if rep and row == self._row:
+                self._rep = rep + count
+                continue
+            if rep == 1:
+                block = self._block
+                block.append(self._row)
+                if len(block) >= self.BLOCK:
+                    self._settle()
+            elif rep:
+                self._flush()
+            self._row = row
+            self._rep = count
+
     @property
     def last_row(self) -> Optional[list]:
         return self._row if self._rep else None
@@ -445,6 +466,21 @@ class ParamRecord:
                 j, key = self.columns[c]
                 bad.append((j, key, v))
         return bad
+
+    def at_many(self, readings: List[tuple]) -> None:
+        """``at(step, row)`` for each ``(step, row)`` of ``readings``, in order, for rows already known to
+        lie in [0, 1) (the steady lane checked them): one call for a stretch of readings."""
+        traj = self.traj
+        cur = self.current
+        for step, row in readings:
+            if cur is not None:
+                gap = step - traj.n
+                if gap > 0:
+                    traj.append(cur, gap)
+                if not self.changed and row != cur and any(not same(a, b) for a, b in zip(row, cur)):
+                    self.changed = True
+            cur = row
+        self.current = cur
 
     def values(self, c: int, steps: int) -> List[float]:
         """Column ``c`` for every update from the group's first, ``steps`` updates in all."""
