@@ -11,14 +11,28 @@ How it fits together (each module has one job):
   Container (literal tuples/lists/dicts), Union_ of options; UNKNOWN for anything else.
 - ``nodes.py``: pure helpers reading libcst nodes (suites, docstrings, constant conditions, names
   read or mentioned, literals, ``param_groups[...]`` selections), shared by interpreter and model.
-- ``interpreter.py``: walks the module body, then every function or method nobody calls (entry
-  points), inlining same-module calls with argument binding, and calls into other modules of the
-  project where their summary says it can matter (a ``Unit`` per module, names resolved through
-  that module's own imports). Loops run once, both arms of a branch
-  run (their names merged after), dead branches and docstrings are skipped. It records Events:
-  ``step`` (any ``.step()``), ``scaler_step`` (``x.step(opt)``), ``construct``, ``lr_write``,
-  ``get_lr``, ``handoff`` (a scheduler returned, passed on or prepared), ``save``, ``load_state``,
-  ``state_dict``, ``add_param_group``.
+- ``interpreter.py``: the Interpreter: walks the module body, then every function or method nobody
+  calls (entry points), inlining same-module calls with argument binding, and calls into other
+  modules of the project where their summary says it can matter (a ``Unit`` per module, names
+  resolved through that module's own imports), within bounds (depth, statements per module and per
+  entry point). Loops run once, both arms of a branch run (their names merged after), dead branches
+  and docstrings are skipped. It records Events: ``step`` (any ``.step()``), ``scaler_step``
+  (``x.step(opt)``), ``construct``, ``lr_write``, ``get_lr``, ``handoff`` (a scheduler returned,
+  passed on or prepared), ``save``, ``load_state``, ``state_dict``, ``add_param_group``,
+  ``train_call``. Its parts, mixed into it, one job each:
+
+  - ``scopes.py``: what names stand for while it runs: Scope (local names, what each was computed
+    from), Unit (a module whose code runs), FuncRef (a function with its closure and ``self``), Qual
+    (an imported name).
+  - ``statements.py``: statements in order: branches as arms, loops once, ``with``/``try``,
+    assignment (names, tuples, attributes, ``["lr"]`` writes).
+  - ``expressions.py``: the abstract value of an expression: names, attributes, subscripts, literals.
+  - ``calls.py``: where a call leads: inlined functions and methods, ``super()``, classes
+    instantiated, tables of scheduler classes, a LightningModule's ``optimizers()``.
+  - ``library_calls.py``: calls into code it does not run: torch/accelerate/Lightning constructions,
+    steps, state dicts, saves, hand-offs, and unknown calls (opaque results with identity).
+  - ``definitions.py``: methods through base classes, ancestors of a class, and names of other
+    modules of the project, read (as a Unit) only when following them could matter.
 - ``summaries.py``: what one module offers its importers, read with ``ast`` (definitions, idle ones,
   constructions, what functions step/write/save/load of their parameters, scheduler subclasses,
   tables of scheduler classes); facts, never findings.

@@ -1,7 +1,7 @@
 """Helpers that read libcst nodes: statement suites, docstrings, constant conditions, names mentioned
 or read in an expression, literals, and the param-group selections of ``param_groups[...]``.
 Pure functions of the syntax tree (and, for literals and selections, the abstract values they denote);
-the interpreter (interpreter.py) and the model (model.py) share them.
+the interpreter's modules (interpreter.py and its parts) and the model (model.py) share them.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import libcst as cst
 
 from lraudit.analysis import Model
-from lraudit.analysis.interpreter import GroupSlice
+from lraudit.analysis.nodes import GroupSlice
 from lraudit.analysis.trace import Arm, Event, Frame, Loop, arms_not_shared, exclusive
 from lraudit.analysis.values import ALL, OptimizerObj, SchedulerObj, known_options
 from lraudit.analysis.known import LR_SCHEDULER
