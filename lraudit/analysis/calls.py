@@ -19,14 +19,7 @@ from lraudit.analysis.nodes import _first_param_is_optimizer, _method
 from lraudit.analysis.scopes import FuncRef, Qual, Scope, Unit, _unit_of
 from lraudit.analysis.trace import Block, Container, Event
 from lraudit.analysis.values import (
-    UNKNOWN,
-    ClassRef,
-    InstanceObj,
-    Opaque,
-    OptimizerObj,
-    SchedulerObj,
-    Value,
-    union,
+    UNKNOWN, ClassRef, InstanceObj, Opaque, OptimizerObj, SchedulerObj, Value, union,
 )
 from lraudit.analysis import values as V
 

@@ -20,17 +20,8 @@ from lraudit.analysis.nodes import _method
 from lraudit.analysis.scopes import FuncRef, Unit, _class_ref
 from lraudit.analysis.trace import Block
 from lraudit.analysis.values import (
-    AcceleratorObj,
-    ClassRef,
-    InstanceObj,
-    Obj,
-    Opaque,
-    OptimizerObj,
-    ParamGroup,
-    ParamGroups,
-    ScalerObj,
-    SchedulerObj,
-    Value,
+    AcceleratorObj, ClassRef, InstanceObj, Obj, Opaque, OptimizerObj, ParamGroup, ParamGroups, ScalerObj,
+    SchedulerObj, Value,
 )
 from lraudit.analysis import values as V
 

@@ -16,17 +16,7 @@ from lraudit.analysis.nodes import _class_attribute, _number_value, _select_grou
 from lraudit.analysis.scopes import FuncRef, Qual, Scope, _unit_of
 from lraudit.analysis.trace import Container
 from lraudit.analysis.values import (
-    ALL,
-    NONE,
-    UNKNOWN,
-    ClassRef,
-    Const,
-    InstanceObj,
-    Opaque,
-    OptimizerObj,
-    ParamGroups,
-    SchedulerObj,
-    Value,
+    ALL, NONE, UNKNOWN, ClassRef, Const, InstanceObj, Opaque, OptimizerObj, ParamGroups, SchedulerObj, Value,
     union,
 )
 from lraudit.analysis import values as V

@@ -156,6 +156,8 @@ class Interpreter(StatementsMixin, ExpressionsMixin, CallsMixin, LibraryCallsMix
 
     # ------------------------------------------------------------------ running code, within the budgets
     def _exec_statements(self, statements, scope: Scope, container: Container) -> None:
+        # Every block of every part runs through here (statements.py's walking included): the one
+        # place where statements are counted against the budgets above.
         for index, stmt in enumerate(statements):
             if index == 0 and _is_docstring(stmt):
                 continue

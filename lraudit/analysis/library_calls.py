@@ -20,19 +20,8 @@ from lraudit.analysis import known
 from lraudit.analysis.nodes import _group_count
 from lraudit.analysis.trace import Event, Loop
 from lraudit.analysis.values import (
-    NONE,
-    UNKNOWN,
-    AcceleratorObj,
-    Opaque,
-    OptimizerObj,
-    ParamGroup,
-    ParamGroups,
-    ScalerObj,
-    SchedulerObj,
-    StateDict,
-    Value,
-    some,
-    union,
+    NONE, UNKNOWN, AcceleratorObj, Opaque, OptimizerObj, ParamGroup, ParamGroups, ScalerObj, SchedulerObj,
+    StateDict, Value, some, union,
 )
 from lraudit.analysis import values as V
 

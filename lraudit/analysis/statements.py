@@ -28,16 +28,7 @@ from lraudit.analysis.nodes import (
 from lraudit.analysis.scopes import FuncRef, Scope, _class_ref, _Stop
 from lraudit.analysis.trace import Arm, Container, Context, Event, Loop
 from lraudit.analysis.values import (
-    NONE,
-    UNKNOWN,
-    InstanceObj,
-    Opaque,
-    OptimizerObj,
-    ParamGroup,
-    ParamGroups,
-    SchedulerObj,
-    Value,
-    some,
+    NONE, UNKNOWN, InstanceObj, Opaque, OptimizerObj, ParamGroup, ParamGroups, SchedulerObj, Value, some,
     union,
 )
 from lraudit.analysis import values as V
