@@ -110,7 +110,7 @@ def analyse_in_process(paths: List[str]) -> float:
     """CPU of the per-file core (prescan, libcst parse, model, every rule) on these files, one core:
     what the analysis adds on top of the parse, without discovery, cache or process pool."""
     from lraudit.checks import check_source
-    from lraudit.engine import decode_source
+    from lraudit.file_reading import decode_source
 
     with Timer() as t:
         for p in paths:
@@ -173,7 +173,7 @@ def project_reads(extra_entries: Sequence[str]) -> None:
     """Modules read when one entry file is named alone: a generated 500-module project, then any
     real entry files given."""
     from lraudit.checks import check_source
-    from lraudit.engine import decode_source
+    from lraudit.file_reading import decode_source
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -262,7 +262,7 @@ def main(argv: Sequence[str] = ()) -> None:
     except ImportError:
         prescan = None
     if prescan is not None:
-        from lraudit.engine import decode_source
+        from lraudit.file_reading import decode_source
 
         def parsed_by_libcst(p: str) -> bool:
             try:

@@ -91,9 +91,11 @@ def add_comments(source: str, wanted: Dict[int, Set[str]]) -> Tuple[str, List[in
 
 
 def add_noqa(result, settings) -> AddNoqaResult:
-    """Add directives for every finding of ``result`` (a :class:`lraudit.engine.CheckResult`)."""
+    """Add directives for every finding of ``result`` (a :class:`lraudit.results.CheckResult`)."""
     from lraudit.cache import content_hash
-    from lraudit.engine import DecodeError, check_text, decode_source, read_source_bytes, write_fixed
+    from lraudit.engine import check_text
+    from lraudit.file_reading import DecodeError, decode_source, read_source_bytes
+    from lraudit.fix_apply import write_fixed
 
     out = AddNoqaResult()
     by_path: Dict[str, list] = {}

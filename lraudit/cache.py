@@ -18,10 +18,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Optional
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence
 
 import lraudit
 from lraudit.atomic import replace_atomically
+from lraudit.findings import Finding
 
 CACHE_DIR_NAME = ".lraudit_cache"
 _FORMAT = 2
@@ -116,7 +117,7 @@ class Cache:
 
 
 def valid_value(value: Any) -> bool:
-    """The shape the engine stores: ``{"e": message}`` or ``{"f": [[line, column, end_line,
+    """The shape the engine stores (:func:`findings_entry`): ``{"e": message}`` or ``{"f": [[line, column, end_line,
     end_column, rule, message, fixable, level], ...], "n"?: note, "r"?: {module path: content hash}}``,
     rules among the catalogue's (``level``: the finding's own severity or null; entries of 7 items,
     without it, are read too; ``r``: the other modules of the project the analysis read).
@@ -148,3 +149,21 @@ def valid_value(value: Any) -> bool:
                 and isinstance(fixable, bool)):
             return False
     return True
+
+
+def findings_entry(findings: Sequence[Finding], note: Optional[str], reads: Dict[str, str]) -> Dict[str, Any]:
+    """The entry of a file the rules ran on, in the shape :func:`valid_value` accepts (findings
+    without their path; ``note`` and ``reads`` only when there are some)."""
+    entry: Dict[str, Any] = {"f": [[f.line, f.column, f.end_line, f.end_column, f.rule, f.message, f.fixable,
+                                    f.level] for f in findings]}
+    if note:
+        entry["n"] = note
+    if reads:
+        entry["r"] = reads
+    return entry
+
+
+def entry_findings(path: str, entry: Dict[str, Any]) -> List[Finding]:
+    """The findings of a valid findings entry, located in ``path``."""
+    return [Finding(path, v[0], v[1], v[2], v[3], v[4], v[5], bool(v[6]), v[7] if len(v) > 7 else None)
+            for v in entry["f"]]

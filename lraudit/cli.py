@@ -295,7 +295,7 @@ def _emit(report: str, output_file: Optional[str], err: bool = False, color: boo
 
 def _write_source(data: bytes, text: Optional[str]) -> None:
     """The (fixed) stdin source, in the input's own encoding; the input bytes when nothing changed."""
-    from lraudit.engine import DecodeError, decode_source
+    from lraudit.file_reading import DecodeError, decode_source
 
     out = data
     if text is not None:

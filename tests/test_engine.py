@@ -7,9 +7,11 @@ import types
 
 import pytest
 
-from lraudit import checks, engine
+from lraudit import checks, file_analysis, worker_pool
 from lraudit.config import resolve_settings
-from lraudit.engine import CheckResult, DecodeError, check_paths, check_text, decode_source, exit_status, write_atomic
+from lraudit.engine import CheckResult, check_paths, check_text, exit_status
+from lraudit.file_reading import DecodeError, decode_source
+from lraudit.fix_apply import write_atomic
 from lraudit.findings import Finding
 
 BUGGY = """\
@@ -49,7 +51,7 @@ def fake_rules(monkeypatch):
         return out
 
     monkeypatch.setattr(checks, "analyse_source", lambda *a, **kw: checks.SourceAnalysis(fake(*a, **kw)))
-    monkeypatch.setattr(engine, "_prefilter_fn", lambda text: True)
+    monkeypatch.setattr(file_analysis, "_prefilter_fn", lambda text: True)
     return calls
 
 
@@ -122,7 +124,7 @@ def test_exit_status():
 
 
 def test_prefilter_skips_parse_but_counts_file(tmp_path, fake_rules, monkeypatch):
-    monkeypatch.setattr(engine, "_prefilter_fn", lambda text: b"optim" in text)
+    monkeypatch.setattr(file_analysis, "_prefilter_fn", lambda text: b"optim" in text)
     (tmp_path / "a.py").write_text("import os  # BUG\n")
     (tmp_path / "b.py").write_text("optimizer = 1  # BUG\n")
     result = run(tmp_path)
@@ -134,8 +136,8 @@ def test_prefilter_skips_parse_but_counts_file(tmp_path, fake_rules, monkeypatch
 def test_real_prefilter_is_used(tmp_path):
     from lraudit.analysis import may_contain_findings
 
-    engine._prefilter_fn = None
-    assert engine._prefilter(b"import optim") == may_contain_findings(b"import optim")
+    file_analysis._prefilter_fn = None
+    assert file_analysis.prefilter(b"import optim") == may_contain_findings(b"import optim")
 
 
 def test_selection_and_per_file_ignores(tmp_path, fake_rules):
@@ -263,7 +265,7 @@ def test_pool_under_forkserver_and_progress(tmp_path, monkeypatch):
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
         pytest.skip("no forkserver here")
-    monkeypatch.setattr(engine, "_mp_context", lambda: multiprocessing.get_context("forkserver"))
+    monkeypatch.setattr(worker_pool, "_mp_context", lambda: multiprocessing.get_context("forkserver"))
     for i in range(16):
         (tmp_path / f"m{i:02d}.py").write_text(BUGGY)
     seen = []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lraudit import checks, engine
+from lraudit import checks, file_analysis
 from lraudit.analysis import budget as budget_module
 from lraudit.cache import Cache
 from lraudit.config import ConfigError, resolve_settings
@@ -78,14 +78,14 @@ def test_nested_parentheses_that_crash_libcst_are_one_error_line(tmp_path, jobs)
 
 _CRASHING_POOL = """
 import os, signal, sys
-from lraudit import engine
+from lraudit import engine, worker_pool
 from lraudit.config import resolve_settings
-real = engine._worker
+real = worker_pool._worker
 def worker(args):
     if "CRASH_THE_WORKER" in args[0].text:
         os.kill(os.getpid(), signal.SIGSEGV)
     return real(args)
-engine._worker = worker
+worker_pool._worker = worker
 settings = resolve_settings(["."], isolated=True)
 result = engine.check_paths(["."], settings, jobs=2, use_cache=False)
 print(len(result.findings), result.files_checked)
@@ -111,25 +111,25 @@ def test_a_worker_that_dies_costs_one_error_line_and_the_pool_goes_on(tmp_path):
 def test_an_unexpected_exception_outside_the_rules_is_one_error_line(tmp_path, monkeypatch):
     (tmp_path / "a.py").write_text(BUGGY)
     (tmp_path / "b.py").write_text(BUGGY)
-    real = engine._analyse_here
+    real = file_analysis._analyse_here
 
     def broken(job, rules, unsafe):
         if job.path.endswith("a.py"):
             raise KeyError("cells")
         return real(job, rules, unsafe)
 
-    monkeypatch.setattr(engine, "_analyse_here", broken)
+    monkeypatch.setattr(file_analysis, "_analyse_here", broken)
     result = check(tmp_path)
     assert result.errors == [{"path": str(tmp_path / "a.py"), "message": "internal error in lraudit: KeyError: 'cells'"}]
     assert rules_of(result) == [("b.py", 6, "LR001")]
 
 
 _POOL_THAT_NEVER_STARTS = """
-from lraudit import engine
+from lraudit import engine, worker_pool
 from lraudit.config import resolve_settings
 def init(mark_dir):
     raise OSError("no worker can start here")
-engine._pool_init = init
+worker_pool._pool_init = init
 settings = resolve_settings(["."], isolated=True)
 result = engine.check_paths(["."], settings, jobs=2, use_cache=False)
 print(len(result.findings), result.files_checked, len(result.errors))
@@ -274,14 +274,14 @@ def test_expression_python_rejects_never_reaches_libcst(monkeypatch):
 def test_fix_is_not_written_over_an_edit_made_meanwhile(tmp_path, monkeypatch):
     path = tmp_path / "train.py"
     path.write_text(FIXABLE)
-    real = engine._analyse
+    real = file_analysis.analyse
 
     def analyse_then_user_saves(job, rules, unsafe):
         raw = real(job, rules, unsafe)
         path.write_text(FIXABLE + "# the user's edit\n")
         return raw
 
-    monkeypatch.setattr(engine, "_analyse", analyse_then_user_saves)
+    monkeypatch.setattr(file_analysis, "analyse", analyse_then_user_saves)
     result = check(tmp_path, fix=True)
     assert path.read_text() == FIXABLE + "# the user's edit\n"
     assert result.fixed == [] and rules_of(result) == [("train.py", 8, "LR008")]

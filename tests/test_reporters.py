@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from lraudit import catalog
 from lraudit.cli import main
-from lraudit.engine import CheckResult
+from lraudit.results import CheckResult
 from lraudit.findings import Finding
 from lraudit.notebook import NotebookFinding
 from lraudit.report import render

@@ -71,8 +71,8 @@ PYTHON_RECURSION_LIMIT = 1000
 
 def python_parse(source: str) -> ast.Module:
     """``ast.parse`` as a plain ``python`` run would (on 3.9-3.11 the parser's depth limit follows the
-    recursion limit, which the engine raises for libcst's sake): code Python itself refuses for its
-    depth is refused here too, before libcst spends minutes on it."""
+    recursion limit, which :mod:`lraudit.deep_thread` raises for libcst's sake): code Python itself
+    refuses for its depth is refused here too, before libcst spends minutes on it."""
     limit = sys.getrecursionlimit()
     if limit <= PYTHON_RECURSION_LIMIT:
         return ast.parse(source)

@@ -1,4 +1,4 @@
-"""Pure renderers of a :class:`lraudit.engine.CheckResult`: text (rich, with code frames), concise (text
+"""Pure renderers of a :class:`lraudit.results.CheckResult`: text (rich, with code frames), concise (text
 without them: one line per finding, for editors and grep), json, sarif, github.
 
 Each takes the result and returns the whole report as a string; the CLI decides where it goes.
