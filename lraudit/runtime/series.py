@@ -471,15 +471,19 @@ class ParamRecord:
         """``at(step, row)`` for each ``(step, row)`` of ``readings``, in order, for rows already known to
         lie in [0, 1) (the steady lane checked them): one call for a stretch of readings."""
         traj = self.traj
+        n = traj.n
+        held = []  # [row, updates it held for], handed to the trajectory in one call
         cur = self.current
         for step, row in readings:
             if cur is not None:
-                gap = step - traj.n
+                gap = step - n
                 if gap > 0:
-                    traj.append(cur, gap)
+                    held.append([cur, gap])
+                    n = step
                 if not self.changed and row != cur and any(not same(a, b) for a, b in zip(row, cur)):
                     self.changed = True
             cur = row
+        traj.append_rows(held)
         self.current = cur
 
     def values(self, c: int, steps: int) -> List[float]:
