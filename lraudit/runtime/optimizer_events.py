@@ -1,0 +1,130 @@
+"""What happens to an audited optimizer besides its steps, a part of
+:class:`~lraudit.runtime.auditor.Audit` (mixed into it in auditor.py).
+
+``load_state_dict()`` (its pre and post hooks, registered in step_hooks.py): a restore marks a resume,
+so a scheduler that was not restored with it is remembered for LR019 (scheduler_steps.py), and the
+first update after the loads is compared with what the restored schedulers report (``_after_load``:
+LR018). A new optimizer built over the parameters an audited one updates (``_on_optimizer_created``,
+from the patched ``Optimizer.__init__``): LR006 when the loop rebuilds it, a new phase otherwise.
+GradScaler's ``step()`` (patched) marks the optimizer step it skipped on inf/NaN gradients.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from lraudit.runtime.checker import fmt
+from lraudit.runtime.scheduler_tracking import _agrees
+from lraudit.runtime.schedulers import _ShadowOptimizer, unwrap_optimizer
+from lraudit.runtime.series import close
+from lraudit.runtime.tracker import LB, LE, OPTCTOR, SKIP, Tracker
+
+
+class OptimizerEventsMixin:
+    """Audit's observation of optimizer loads, rebuilds and skipped steps; see the module docstring."""
+
+    def _opt_load_begin(self, tr: Tracker, state_dict: Any) -> None:
+        tr.observe(LB)
+        try:
+            tr.restoring = bool(state_dict.get("state"))
+        except Exception:
+            tr.restoring = False
+
+    def _opt_load_end(self, tr: Tracker) -> None:
+        tr.observe(LE)
+        tr.loaded = True
+        tr.sample = _first_param_of(tr.opt)
+        if getattr(tr, "restoring", False):
+            tr.resumed_at = tr.checker.steps
+            tr.restored_lrs = list(tr.checker.last) if tr.queue is None and tr.checker.last else None
+            for info in self._sched_list:
+                if info.tracker is tr and info.parent is None and not info.plateau:
+                    last = getattr(info.sched, "last_epoch", None)
+                    if isinstance(last, int) and not _agrees(info.sched, tr.restored_lrs):
+                        tr.resume[info.sid] = last
+        for info in self._sched_list:  # the expectation continues from the restored LRs
+            if info.tracker is tr and info.parent is None:
+                self._snapshot(info, tr)
+
+    def _after_load(self, tr: Tracker) -> None:
+        """The first update after loads: does it use the LR the restored schedulers report? (LR018)"""
+        tr.loaded = False
+        vals = tr.checker.traj.last_row if tr.queue is None else None
+        for info in self._sched_list:
+            if info.tracker is not tr or not info.loaded:
+                continue
+            info.loaded = False
+            if vals is None or info.parent is not None:
+                continue
+            try:
+                reported = [float(v) for v in info.sched.get_last_lr()]
+            except Exception:
+                continue
+            if len(reported) != len(vals):
+                continue
+            bad = [j for j, (a, b) in enumerate(zip(vals, reported)) if not close(a, b, 1e-9, 0.0)]
+            if not bad:
+                continue
+            j = bad[0]
+            name = type(info.sched).__name__
+            why = (f"{name} was built after optimizer.load_state_dict() and its construction rewrote the "
+                   "restored LR; loading its own state does not write the LR back"
+                   if info.after_opt_load else
+                   "the LR in the optimizer is not the one the restored scheduler is at (built after the "
+                   "optimizer's load, or written after the loads)")
+            tr.checker.add("LR018", (
+                f"after resuming, optimizer step {tr.checker.steps} of {tr.name} uses lr {fmt(vals[j])} in "
+                f"group {j} while the restored {name}.get_last_lr() says {fmt(reported[j])}: {why}. The run "
+                f"continues from a different LR than the one it stopped at until {name} next writes it. "
+                "Build the scheduler before loading, then load the optimizer and the scheduler (torch's "
+                "documented order)."), step=tr.checker.steps, group=j)
+            break
+
+    def _on_optimizer_created(self, opt: Any) -> None:
+        """A new optimizer over parameters an audited one updated: LR006 when it rebuilds it inside the
+        loop (same class, same parameters, the weights carried on), a new phase otherwise (a fold after
+        a reset or a reload, a stage with other groups or settings)."""
+        try:
+            if isinstance(opt, _ShadowOptimizer):
+                return
+            ids = None
+            for tr in self._order:
+                if tr.opt is opt or tr.pre_count == 0 or type(tr.opt) is not type(opt):
+                    continue
+                if ids is None:
+                    ids = frozenset(id(p) for g in opt.param_groups for p in g["params"])
+                if ids != tr.param_ids() or tr.weights_rewritten():
+                    continue
+                key = (type(opt), ids)
+                n = self._rebuilds[key] = self._rebuilds.get(key, 0) + 1
+                if n >= 2 or _same_settings(opt, tr.opt):
+                    tr.event(OPTCTOR, type(opt).__name__)
+        except Exception as e:
+            self._errors.append(e)
+
+    def _scaler_mark(self, optimizer: Any) -> Optional[tuple]:
+        try:
+            tr = self._tracker_for(unwrap_optimizer(optimizer), create=self._targets is None)
+            return (tr, tr.pre_count) if tr is not None else None
+        except Exception as e:
+            self._errors.append(e)
+            return None
+
+    def _scaler_done(self, optimizer: Any, mark: Optional[tuple]) -> None:
+        if mark is None:
+            return
+        tr, count = mark
+        if tr.pre_count == count:  # GradScaler skipped optimizer.step() (inf/NaN gradients)
+            self._guard(tr.event, SKIP)
+
+
+def _first_param_of(opt: Any) -> Any:
+    from lraudit.runtime.tracker import _first_param
+
+    return _first_param(opt)
+
+
+def _same_settings(a: Any, b: Any) -> bool:
+    try:
+        return bool(a.defaults == b.defaults)
+    except Exception:  # tensor-valued settings: cannot tell, so not the same
+        return False
