@@ -36,9 +36,7 @@ class ConclusionsMixin:
         order = {tr.name: k for k, tr in enumerate(self._order)}
         findings.sort(key=lambda f: (order.get(f.optimizer, len(order)), f.step if f.step is not None else -1,
                                      f.rule))
-        series = [OptimizerSeries(tr.name, tr.cls, list(tr.group_names), tr.checker.traj, tr.checker.steps,
-                                  tr.opt, tr.params) for tr in self._order]
-        self.run._freeze(series, findings)
+        self.run._freeze(self._live_series(), findings)
         # drop strong references to the user's objects
         self._sched.clear()
         self._sched_list = []
