@@ -31,8 +31,8 @@ _INF = float("inf")
 
 
 class Lane:
-    __slots__ = ("info", "sid", "may_end", "momentum", "phase", "last", "rows", "steps", "sched_steps",
-                 "events", "sb_event", "k", "mom_rows", "mom_last")
+    __slots__ = ("info", "sid", "may_end", "momentum", "phase", "last", "n", "rows", "counts", "steps",
+                 "sched_steps", "events", "sb_event", "k", "mom_steps", "mom_rows", "mom_last")
 
     def __init__(self, info: Any, momentum: bool, last: list, mom_last: Optional[list]) -> None:
         self.info = info  # the SchedInfo of the scheduler the lane follows, or None (no scheduler step)
@@ -41,13 +41,17 @@ class Lane:
         self.momentum = momentum  # its steps may write momentum / betas (OneCycleLR, CyclicLR)
         self.phase = IDLE
         self.last = last  # the LRs in the groups now (the very float objects)
-        self.rows: List[list] = []  # [row, updates that used it]
+        self.n = len(last)  # groups: a lane ends when their number changes
+        # the rows the updates used, and how many updates used each (two lists: no container per row)
+        self.rows: List[list] = []
+        self.counts: List[int] = []
         self.steps = 0  # updates
         self.sched_steps = 0
         self.events = 0  # observations (the checker's idx advances by one per observation)
         self.sb_event = 0  # the observation of the last scheduler step's start
         self.k = False  # the interval of the current update has its scheduler step
-        self.mom_rows: List[tuple] = []  # (updates before it, momentum row) for each new reading
+        self.mom_steps: List[int] = []  # updates before each new momentum reading
+        self.mom_rows: List[list] = []  # the readings
         self.mom_last = mom_last
 
     # -- observations: True when the lane took it, False when the general path must ---------------
@@ -58,8 +62,8 @@ class Lane:
         last = self.last
         # the groups hold the very LR objects the lane saw last: nobody wrote one since (inlined: a
         # call costs as much as the test, and this runs four times per step)
-        if len(groups) != len(last) or not (groups[0]["lr"] is last[0] if len(last) == 1
-                                             else all(map(operator.is_, map(_LR, groups), last))):
+        if len(groups) != self.n or not (groups[0]["lr"] is last[0] if self.n == 1
+                                         else all(map(operator.is_, map(_LR, groups), last))):
             return False
         self.events += 1
         self.sb_event = self.events
@@ -72,10 +76,10 @@ class Lane:
             return False
         groups = tr.opt.param_groups
         vals = last = self.last
-        if len(groups) != len(last) or not (groups[0]["lr"] is last[0] if len(last) == 1
-                                             else all(map(operator.is_, map(_LR, groups), last))):
+        if len(groups) != self.n or not (groups[0]["lr"] is last[0] if self.n == 1
+                                         else all(map(operator.is_, map(_LR, groups), last))):
             vals = list(map(_LR, groups))
-            if len(vals) != len(last):
+            if len(vals) != self.n:  # a group added or removed: the general path says what it means
                 return False
             for v in vals:
                 # a float in range: anything else (a tensor, an invalid LR: LR014) takes the general path
@@ -91,7 +95,8 @@ class Lane:
                 for v in row:
                     if not 0.0 <= v < 1.0:  # LR022 (or NaN): the general path reports it
                         return False
-                self.mom_rows.append((self.steps, row))
+                self.mom_steps.append(self.steps)
+                self.mom_rows.append(row)
                 self.mom_last = row
         self.last = vals
         self.events += 1
@@ -104,16 +109,17 @@ class Lane:
             return False
         groups = opt.param_groups
         last = self.last
-        if len(groups) != len(last) or not (groups[0]["lr"] is last[0] if len(last) == 1
-                                             else all(map(operator.is_, map(_LR, groups), last))):
+        if len(groups) != self.n or not (groups[0]["lr"] is last[0] if self.n == 1
+                                         else all(map(operator.is_, map(_LR, groups), last))):
             return False
         tr.pre_count += 1
         self.events += 1
         rows = self.rows
-        if rows and (rows[-1][0] is last or rows[-1][0] == last):  # floats only: == never reaches a tensor
-            rows[-1][1] += 1
+        if rows and (rows[-1] is last or rows[-1] == last):  # floats only: == never reaches a tensor
+            self.counts[-1] += 1
         else:
-            rows.append([last, 1])
+            rows.append(last)
+            self.counts.append(1)
         self.k = phase == SCHED_DONE
         self.phase = OPT
         return True
@@ -126,8 +132,8 @@ class Lane:
             # a closure ran inside the step (Lightning's training_step): it may have written an LR
             groups = opt.param_groups
             last = self.last
-            if len(groups) != len(last) or not (groups[0]["lr"] is last[0] if len(last) == 1
-                                                 else all(map(operator.is_, map(_LR, groups), last))):
+            if len(groups) != self.n or not (groups[0]["lr"] is last[0] if self.n == 1
+                                             else all(map(operator.is_, map(_LR, groups), last))):
                 return False
         sample = tr.sample
         if sample is not None:
@@ -149,10 +155,10 @@ class Lane:
             st = c.stats[self.sid]
             st.n_top += self.sched_steps
             st.last_idx = base + self.sb_event
-        c.traj.append_rows(self.rows)
+        c.traj.append_rows(self.rows, self.counts)
         if self.mom_rows:
             steps = c.steps
-            params.at_many([(steps + before, row) for before, row in self.mom_rows])
+            params.at_many([steps + before for before in self.mom_steps], self.mom_rows)
         c.steps += self.steps
         c.last = self.last
         phase = self.phase

@@ -181,10 +181,10 @@ class Trajectory:
         self._rep = count
         return True
 
-    def append_rows(self, rows: List[list]) -> None:
-        """``append(row, count)`` for each ``[row, count]`` of ``rows`` (the steady lane hands over its
-        rows this way: one call, and rows used once go straight to the block)."""
-        for row, count in rows:
+    def append_rows(self, rows: List[list], counts: List[int]) -> None:
+        """``append(row, count)`` for each row and count of ``rows`` and ``counts`` (the steady lane hands
+        over its rows this way: one call, and rows used once go straight to the block)."""
+        for row, count in zip(rows, counts):
             if count <= 0:
                 continue
             self.n += count
@@ -242,6 +242,11 @@ class Trajectory:
         if not block:
             return
         self._block = []
+        if not self.groups:  # the first row makes the groups (and their aliases)
+            self._write(block[0], 1)
+            block = block[1:]
+            if not block:
+                return
         groups = self.groups
         n = len(groups)
         if n and all(len(r) == n for r in block):
@@ -467,23 +472,24 @@ class ParamRecord:
                 bad.append((j, key, v))
         return bad
 
-    def at_many(self, readings: List[tuple]) -> None:
-        """``at(step, row)`` for each ``(step, row)`` of ``readings``, in order, for rows already known to
-        lie in [0, 1) (the steady lane checked them): one call for a stretch of readings."""
+    def at_many(self, steps: List[int], rows: List[list]) -> None:
+        """``at(step, row)`` for each step and row of ``steps`` and ``rows``, in order, for rows already
+        known to lie in [0, 1) (the steady lane checked them): one call for a stretch of readings."""
         traj = self.traj
         n = traj.n
-        held = []  # [row, updates it held for], handed to the trajectory in one call
+        held, gaps = [], []  # rows and the updates each held for, handed to the trajectory in one call
         cur = self.current
-        for step, row in readings:
+        for step, row in zip(steps, rows):
             if cur is not None:
                 gap = step - n
                 if gap > 0:
-                    held.append([cur, gap])
+                    held.append(cur)
+                    gaps.append(gap)
                     n = step
                 if not self.changed and row != cur and any(not same(a, b) for a, b in zip(row, cur)):
                     self.changed = True
             cur = row
-        traj.append_rows(held)
+        traj.append_rows(held, gaps)
         self.current = cur
 
     def values(self, c: int, steps: int) -> List[float]:
