@@ -182,25 +182,11 @@ class Trajectory:
         return True
 
     def append_rows(self, rows: List[list], counts: List[int]) -> None:
-        """``append(row, count)`` for each row and count of ``rows`` and ``counts`` (the steady lane hands
-        over its rows this way: one call, and rows used once go straight to the block)."""
+        """``append(row, count)`` for each row and count of ``rows`` and ``counts`` (how the steady lane
+        hands over its rows)."""
+        append = self.append
         for row, count in zip(rows, counts):
-            if count <= 0:
-                continue
-            self.n += count
-            rep = self._rep
-            if rep and row == self._row:
-                self._rep = rep + count
-                continue
-            if rep == 1:
-                block = self._block
-                block.append(self._row)
-                if len(block) >= self.BLOCK:
-                    self._settle()
-            elif rep:
-                self._flush()
-            self._row = row
-            self._rep = count
+            append(row, count)
 
     @property
     def last_row(self) -> Optional[list]:

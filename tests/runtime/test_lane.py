@@ -19,6 +19,19 @@ from torch.optim import lr_scheduler as L
 
 from lraudit.runtime import audit, lane, tracker
 
+def lane_steps(monkeypatch) -> list:
+    """The updates each lane carried, appended when it hands them over (a spy on Lane.settle_into)."""
+    taken = []
+    settle_into = lane.Lane.settle_into
+
+    def counting(self, checker, params):
+        taken.append(self.steps)
+        return settle_into(self, checker, params)
+
+    monkeypatch.setattr(lane.Lane, "settle_into", counting)
+    return taken
+
+
 SCHEDULERS = {
     "StepLR": lambda o: L.StepLR(o, step_size=7, gamma=0.5),
     "MultiStepLR": lambda o: L.MultiStepLR(o, milestones=[10, 30, 60], gamma=0.3),
@@ -144,14 +157,7 @@ def _state(trackers):
 def test_lane_records_what_the_general_path_records(monkeypatch, sched_name, groups):
     monkeypatch.setattr(lane, "SETTLE_EVERY", 9)  # settle often: the lane reopens mid-run
     monkeypatch.setattr(tracker, "RETRY_AFTER", 2)
-    taken = []
-    settle_into = lane.Lane.settle_into
-
-    def counting(self, checker, params):
-        taken.append(self.steps)
-        return settle_into(self, checker, params)
-
-    monkeypatch.setattr(lane.Lane, "settle_into", counting)
+    taken = lane_steps(monkeypatch)
     updates = 0
     for seed in range(4):
         # two seeds with the expectation that snapshots the scheduler (it counts its steps); odd seeds
@@ -178,14 +184,7 @@ def test_lane_records_what_the_general_path_records(monkeypatch, sched_name, gro
 def test_lane_carries_a_plain_run_and_stays_exact(monkeypatch):
     """A plain per-step schedule: nearly every update goes through the lane; values match a plain-SGD
     reconstruction (w_new = w - lr * grad without momentum)."""
-    taken = []
-    settle_into = lane.Lane.settle_into
-
-    def counting(self, checker, params):
-        taken.append(self.steps)
-        return settle_into(self, checker, params)
-
-    monkeypatch.setattr(lane.Lane, "settle_into", counting)
+    taken = lane_steps(monkeypatch)
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))  # float64: the difference is exact enough
     opt = torch.optim.SGD([w], lr=0.1)
@@ -226,14 +225,7 @@ def _accelerate_run(accelerate, write_at):
 
 def test_lane_carries_accelerate_wrapped_steps(monkeypatch):
     accelerate = pytest.importorskip("accelerate")
-    taken = []
-    settle_into = lane.Lane.settle_into
-
-    def counting(self, checker, params):
-        taken.append(self.steps)
-        return settle_into(self, checker, params)
-
-    monkeypatch.setattr(lane.Lane, "settle_into", counting)
+    taken = lane_steps(monkeypatch)
     run, seen = _accelerate_run(accelerate, write_at=200)
     assert sum(taken) >= 250, sum(taken)  # the wrapper's scheduler steps go through the lane too
     assert run.lrs() == seen
