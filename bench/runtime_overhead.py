@@ -83,7 +83,15 @@ def bench_cpu_step(rounds: int, block: int) -> None:
         opt.step()
         sched_onecycle.step()
 
+    # a new LR at every step (linear decay, as transformers' warm-up/decay schedules), no momentum written
+    sched_linear = L.LambdaLR(opt, lambda s: 1.0 - s / 1e8)
+
+    def train_step_linear():
+        opt.step()
+        sched_linear.step()
+
     for label, fn in (("optimizer.step()", opt_step), ("optimizer.step() + StepLR.step()", train_step),
+                      ("optimizer.step() + LambdaLR.step() (a new LR every step)", train_step_linear),
                       ("optimizer.step() + OneCycleLR.step() (momentum cycled and recorded)", train_step_onecycle)):
         bare, floor, audited, general = [], [], [], []
         _time_block(fn, block)  # warm-up
