@@ -76,13 +76,18 @@ class Lane:
             return False
         groups = tr.opt.param_groups
         vals = last = self.last
-        if len(groups) != self.n or not (groups[0]["lr"] is last[0] if self.n == 1
-                                         else all(map(operator.is_, map(_LR, groups), last))):
+        if len(groups) != self.n:  # a group added or removed: the general path says what it means
+            return False
+        # a float in range: anything else (a tensor, an invalid LR: LR014) takes the general path
+        if self.n == 1:  # the usual case, without a map
+            v = groups[0]["lr"]
+            if v is not last[0]:
+                if type(v) is not float or not 0.0 <= v < _INF:
+                    return False
+                vals = [v]
+        elif not all(map(operator.is_, map(_LR, groups), last)):
             vals = list(map(_LR, groups))
-            if len(vals) != self.n:  # a group added or removed: the general path says what it means
-                return False
             for v in vals:
-                # a float in range: anything else (a tensor, an invalid LR: LR014) takes the general path
                 if type(v) is not float or not 0.0 <= v < _INF:
                     return False
         if self.may_end and past_end(sched) is not None:
