@@ -10,14 +10,14 @@ in the signatures of ``known.LAST_EPOCH_POSITION`` or of a same-module subclass'
 from __future__ import annotations
 
 import re
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import libcst as cst
 
 from lraudit.analysis import known
 from lraudit.analysis.model import Model
-from lraudit.analysis.trace import Event
-from lraudit.analysis.values import SchedulerObj, known_options
+from lraudit.analysis.trace import Event, arms_not_shared, exclusive
+from lraudit.analysis.values import SchedulerObj, Value, known_options, only
 
 # Names of calls that may restore (or save) whatever they are given: ``load_checkpoint(path, model,
 # optimizer, scheduler)``, ``resume(...)``, ``restore_training_state(...)``.
@@ -89,11 +89,17 @@ def positioned_at_construction(model: Model, scheduler: SchedulerObj) -> bool:
     return given is not None and _literal_int(given) != -1
 
 
-def _last_epoch_assigned(model: Model) -> bool:
-    """``<anything>.last_epoch = ...`` somewhere in the module (scope-blind: ``self.scheduler`` and
-    ``lr_scheduler`` may be the same object under two names)."""
-    return any(isinstance(model.parent(m), cst.AssignTarget) for m in model.mentions("last_epoch")
-               if isinstance(m, cst.Attribute))
+def _last_epoch_assignments(model: Model) -> List[cst.CSTNode]:
+    """The statements ``<anything>.last_epoch = ...`` of the module and of the modules of the project
+    the trace entered (scope-blind: ``self.scheduler`` and ``lr_scheduler`` may be one object under
+    two names)."""
+    found = []
+    for mention in model.mentions("last_epoch"):
+        if isinstance(mention, cst.Attribute):
+            target = model.parent(mention)
+            if isinstance(target, cst.AssignTarget):
+                found.append(model.parent(target))
+    return found
 
 
 def _stepped_with_epoch(model: Model, scheduler: SchedulerObj) -> bool:
@@ -104,10 +110,106 @@ def _stepped_with_epoch(model: Model, scheduler: SchedulerObj) -> bool:
 
 
 def repositioned(model: Model, scheduler: SchedulerObj) -> bool:
-    """The schedule's position is set by hand: constructor ``last_epoch``, ``x.last_epoch = ...``, or
-    ``step(epoch)``."""
-    return (positioned_at_construction(model, scheduler) or _last_epoch_assigned(model)
+    """The schedule's position is set by hand somewhere in the module: constructor ``last_epoch``,
+    ``x.last_epoch = ...``, or ``step(epoch)``."""
+    return (positioned_at_construction(model, scheduler) or bool(_last_epoch_assignments(model))
             or _stepped_with_epoch(model, scheduler))
+
+
+def _runs_between(step: Event, first: Optional[Event], second: Event) -> bool:
+    """``step`` runs after ``first`` (anywhere before, when None) and before ``second`` whenever
+    ``second`` runs: same entry point, in order, and every branch arm guarding ``step`` guards
+    ``second`` too (loops run at least once)."""
+    if step.root is not second.root or step.order >= second.order or exclusive(step, second):
+        return False
+    if first is not None and (step.order <= first.order or exclusive(first, step)):
+        return False
+    return not arms_not_shared(step, second)
+
+
+def stepped_before(model: Model, scheduler: SchedulerObj, event: Event) -> bool:
+    """A step of ``scheduler`` certainly runs before ``event`` in its entry point: there the schedule
+    is under way (a reload in the training loop, after a NaN), not started afresh."""
+    return any(_runs_between(step, None, event) for step in model.steps_of_scheduler(scheduler, event.root))
+
+
+def _lineage(scheduler: SchedulerObj) -> List[SchedulerObj]:
+    """The scheduler and the SequentialLR/ChainedScheduler composing it, outwards."""
+    found = [scheduler]
+    while found[-1].parent is not None and len(found) < 8:
+        found.append(found[-1].parent)
+    return found
+
+
+def _may_be(value: Value, scheduler: SchedulerObj) -> bool:
+    """``value`` may be ``scheduler`` (or a scheduler composing it, or composed by it): unless every
+    option of it is another scheduler the trace knows."""
+    schedulers = only(value, SchedulerObj)
+    mine = _lineage(scheduler)
+    return not schedulers or any(s in mine or scheduler in _lineage(s) for s in schedulers)
+
+
+def _never_called(model: Model, node: cst.CSTNode) -> bool:
+    """``node`` sits in a module-level function that nothing the analysis read refers to by name (the
+    checked module and the modules the trace entered): no call in this flow can reach it."""
+    current = model.parent(node)
+    function = None
+    while current is not None:
+        if isinstance(current, cst.FunctionDef):
+            function = current
+        current = model.parent(current)
+        if isinstance(current, cst.Module):
+            break
+    if function is None or not isinstance(model.parent(function), cst.Module):
+        return False  # module-level code, a method (a hook, called by a framework), a nested function
+    return not model.mentions(function.name.value)
+
+
+def repositioned_for_load(model: Model, scheduler: SchedulerObj, load: Event) -> bool:
+    """The schedule's position is (or may be) set by hand for the resume that ``load`` (an
+    ``optimizer.load_state_dict``) belongs to: ``last_epoch`` given to its constructor, ``step(epoch)``,
+    or an assignment ``x.last_epoch = ...`` that may run between the load and the scheduler's first
+    step after it (before the load too, with no step in between).
+
+    An assignment counts unless the analysis shows it cannot apply:
+    - every value it may set is another scheduler the trace knows;
+    - it runs in the load's entry point only in a branch arm exclusive with the load's, or only once
+      a step of the scheduler has run in between (a restart after an out-of-memory error, a warm
+      restart in the training loop);
+    - the load's entry point steps the scheduler after the load (the resume runs on to its first step
+      there), and the assignment is in a module-level function nothing refers to.
+    Anything else (a method run from another entry point or never, a hook, code past a budget) counts:
+    the analysis cannot tell whether it runs before that first step."""
+    if positioned_at_construction(model, scheduler) or _stepped_with_epoch(model, scheduler):
+        return True
+    assignments = _last_epoch_assignments(model)
+    if not assignments:
+        return False
+    instances: Dict[int, List[Event]] = {}
+    for event in model.events_of_kind("reposition"):
+        instances.setdefault(id(event.node), []).append(event)
+    steps = model.steps_of_scheduler(scheduler, load.root)
+    continues_here = any(step.order > load.order and not exclusive(load, step) for step in steps)
+    for assignment in assignments:
+        found = instances.get(id(assignment))
+        if not found:
+            if continues_here and _never_called(model, assignment):
+                continue
+            return True
+        for event in found:
+            if not _may_be(event.target, scheduler):
+                continue
+            if event.root is not load.root:
+                if continues_here and _never_called(model, assignment):
+                    continue
+                return True
+            if exclusive(load, event):
+                continue
+            model.spend(len(steps) + 1, "LR019 repositionings")
+            first, second = (load, event) if load.order < event.order else (event, load)
+            if not any(_runs_between(step, first, second) for step in steps):
+                return True
+    return False
 
 
 def state_loads(model: Model, scheduler: SchedulerObj) -> List[Event]:

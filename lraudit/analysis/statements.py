@@ -248,6 +248,8 @@ class StatementsMixin:
                 self._assign(element, items[index] if items else UNKNOWN, scope, container, stmt)
         elif isinstance(target, cst.Attribute):
             owner = self._eval(target.value, scope, container)
+            if target.attr.value == "last_epoch":  # a schedule repositioned by hand (analysis/positions.py)
+                self._emit(container, Event("reposition", stmt, owner, funcdef=scope.funcdef))
             for option in owner.options():
                 if isinstance(option, (InstanceObj, Opaque)):
                     previous = option.attrs.get(target.attr.value)

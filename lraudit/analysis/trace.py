@@ -129,7 +129,8 @@ class Event(TraceNode):
     ``lr_write``, ``get_lr``, ``handoff`` (a scheduler returned or passed to a call; ``value``: what
     was handed on, e.g. the dict returned to Lightning), ``save`` (``torch.save`` and friends),
     ``load_state``, ``state_dict`` (``x.state_dict()`` of an optimizer or scheduler),
-    ``add_param_group`` (``x.add_param_group(...)``; ``target``: the receiver).
+    ``add_param_group`` (``x.add_param_group(...)``; ``target``: the receiver), ``reposition``
+    (``x.last_epoch = ...``; ``node``: the assignment, ``target``: ``x``).
     """
 
     def __init__(self, kind: str, node: cst.CSTNode, target: Value, call: Optional[cst.Call] = None,

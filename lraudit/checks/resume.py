@@ -13,8 +13,9 @@ from lraudit.analysis import known
 from lraudit.analysis.positions import (
     may_be_restored,
     positioned_at_construction,
-    repositioned,
+    repositioned_for_load,
     state_loads,
+    stepped_before,
 )
 from lraudit.analysis.trace import Event, exclusive
 from lraudit.analysis.values import SchedulerObj, known_options
@@ -105,7 +106,8 @@ def _on_one_path(first: Event, second: Event) -> bool:
 
 class SchedulerStateNotRestored(StaticRule):
     """LR019: the optimizer's state is restored while the scheduler driving it is neither restored nor
-    repositioned."""
+    repositioned (for that resume: a repositioning that only runs once the scheduler has stepped again,
+    or in an arm exclusive with the load's, is not one; ``positions.repositioned_for_load``)."""
 
     code = "LR019"
 
@@ -118,7 +120,9 @@ class SchedulerStateNotRestored(StaticRule):
                     continue  # stepped elsewhere, or never (LR005): its schedule is not ours to judge
                 if _built_per_iteration_after(model, scheduler, load):
                     continue  # a warm-up built anew in the training loop: nothing to restore
-                if may_be_restored(model, scheduler) or repositioned(model, scheduler):
+                if stepped_before(model, scheduler, load):
+                    continue  # a reload mid-run (after a NaN): the schedule goes on, it did not restart
+                if may_be_restored(model, scheduler) or repositioned_for_load(model, scheduler, load):
                     continue
                 how = ("jumps back to the start of its schedule at its next step"
                        if not scheduler.kind.chainable
