@@ -1,7 +1,7 @@
 """Checkpoints: LR010 checkpoint-without-scheduler-state."""
 from __future__ import annotations
 
-from typing import Iterable, List, Set, Tuple
+from typing import Dict, Iterable, List, Set, Tuple
 
 import libcst as cst
 
@@ -37,14 +37,16 @@ class CheckpointWithoutSchedulerState(StaticRule):
 
     def check(self, model: Model) -> Iterable[Report]:
         seen: Set[int] = set()
+        same_dict = _saves_of_one_dict(model)
+        dicts_reported: Set[int] = set()
         for event in model.events:
             if event.kind != "save" or id(event.node) in seen or event.data.get("saver") in _SAVES_EVERYTHING:
                 continue
             containers = [o for o in event.target.options() if isinstance(o, Container)]
             bare = [o for o in event.target.options() if isinstance(o, StateDict)]
             if containers:
-                if all(id(c) in seen for c in containers):
-                    continue  # a dict already reported
+                if all(id(c) in seen for c in containers) or same_dict.get(id(event.node)) in dicts_reported:
+                    continue  # a dict already reported (``torch.save(ckpt, last)``, then ``best``)
                 if any(c.keys is not None and None in c.keys for c in containers):
                     continue  # ``**other`` or computed keys: the scheduler may be in there
                 contents = list(_contents(event.target))
@@ -59,6 +61,8 @@ class CheckpointWithoutSchedulerState(StaticRule):
                 continue
             seen.add(id(event.node))
             seen.update(id(c) for c in containers)
+            if id(event.node) in same_dict:
+                dicts_reported.add(same_dict[id(event.node)])
             scheduler = drivers[0]
             yield self.report(
                 _where_built(event),
@@ -106,6 +110,28 @@ class CheckpointWithoutSchedulerState(StaticRule):
             if event.kind == "handoff" and event.data.get("how") == "passed" and event.target in drivers:
                 return []  # handed to code we cannot see, which may save it
         return drivers
+
+
+def _saves_of_one_dict(model: Model) -> Dict[int, int]:
+    """For each save call that saves a dict, a key shared by the save calls that save the same dict
+    (``torch.save(ckpt, last)``, ``torch.save(ckpt, best)``): one finding for them all. The dict is one
+    object per pass through the code, so a function run twice (two callers, two entry points) makes
+    two objects: save calls are grouped when one object reaches both in any pass."""
+    parent: Dict[int, int] = {}
+
+    def find(key: int) -> int:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    first_save: Dict[int, int] = {}  # id(container) -> id of the first save call that saved it
+    for event in model.events_of_kind("save"):
+        for option in event.target.options():
+            if isinstance(option, Container):
+                earlier = first_save.setdefault(id(option), id(event.node))
+                parent[find(id(event.node))] = find(earlier)
+    return {node: find(node) for node in list(parent)}
 
 
 def _where_built(event: Event) -> cst.CSTNode:
