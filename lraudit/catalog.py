@@ -478,6 +478,11 @@ _RULES = (
         "torch scheduler that drives that optimizer is built and stepped in the same module but never "
         "restored with `load_state_dict` nor repositioned (`last_epoch=` given to its constructor by "
         "keyword or position, `scheduler.last_epoch = start_epoch - 1`, `scheduler.step(epoch)`). "
+        "A `last_epoch` assignment counts only when it can apply to that resume: not one that runs only "
+        "once the scheduler has stepped again after the load (a restart after an out-of-memory error, a "
+        "warm restart in the training loop), nor one in the branch exclusive with the load's; where "
+        "the analysis cannot tell (a hook, a method nothing here calls), it counts. A reload in the "
+        "training loop once the scheduler has stepped is not a restart. "
         "Reported at the optimizer's `load_state_dict`.",
         why="The schedule restarts on every resume while the optimizer's moments continue: warm-up runs "
         "again at full model maturity, a decayed LR jumps back to its start (closed-form schedulers), or "
