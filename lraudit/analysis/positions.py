@@ -89,7 +89,7 @@ def positioned_at_construction(model: Model, scheduler: SchedulerObj) -> bool:
     return given is not None and _literal_int(given) != -1
 
 
-def _last_epoch_assignments(model: Model) -> List[cst.CSTNode]:
+def last_epoch_assignments(model: Model) -> List[cst.CSTNode]:
     """The statements ``<anything>.last_epoch = ...`` of the module and of the modules of the project
     the trace entered (scope-blind: ``self.scheduler`` and ``lr_scheduler`` may be one object under
     two names)."""
@@ -112,7 +112,7 @@ def _stepped_with_epoch(model: Model, scheduler: SchedulerObj) -> bool:
 def repositioned(model: Model, scheduler: SchedulerObj) -> bool:
     """The schedule's position is set by hand somewhere in the module: constructor ``last_epoch``,
     ``x.last_epoch = ...``, or ``step(epoch)``."""
-    return (positioned_at_construction(model, scheduler) or bool(_last_epoch_assignments(model))
+    return (positioned_at_construction(model, scheduler) or bool(last_epoch_assignments(model))
             or _stepped_with_epoch(model, scheduler))
 
 
@@ -182,7 +182,7 @@ def repositioned_for_load(model: Model, scheduler: SchedulerObj, load: Event) ->
     the analysis cannot tell whether it runs before that first step."""
     if positioned_at_construction(model, scheduler) or _stepped_with_epoch(model, scheduler):
         return True
-    assignments = _last_epoch_assignments(model)
+    assignments = last_epoch_assignments(model)
     if not assignments:
         return False
     instances: Dict[int, List[Event]] = {}

@@ -11,6 +11,7 @@ from typing import Iterable, List, Set
 from lraudit.analysis import Model
 from lraudit.analysis import known
 from lraudit.analysis.positions import (
+    last_epoch_assignments,
     may_be_restored,
     positioned_at_construction,
     repositioned_for_load,
@@ -127,11 +128,13 @@ class SchedulerStateNotRestored(StaticRule):
                 how = ("jumps back to the start of its schedule at its next step"
                        if not scheduler.kind.chainable
                        else "decays the restored LR again on a count restarted from 0")
+                elsewhere = (" (no `last_epoch` assignment here sets it between this load and its next step)"
+                             if last_epoch_assignments(model) else "")
                 yield self.report(
                     load.node,
                     f"the optimizer's state is restored here but {describe_scheduler(scheduler)} "
-                    f"(line {model.line(scheduler.site)}) that drives it is neither restored nor repositioned: "
-                    f"the schedule restarts on every resume (it {how}); load its state too "
+                    f"(line {model.line(scheduler.site)}) that drives it is neither restored nor repositioned"
+                    f"{elsewhere}: the schedule restarts on every resume (it {how}); load its state too "
                     "(`scheduler.load_state_dict(...)`) or give it `last_epoch`",
                 )
                 break
