@@ -259,3 +259,43 @@ def test_without_a_root_marker_the_outermost_package_is_the_root(tmp_path, monke
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert _rules(tmp_path / "wheel" / "pkg" / "train.py") == [(9, "LR001")]
+
+
+# A scheduler class of the project whose torch base is several classes (and modules) away; the file
+# that uses it names no torch scheduler itself (monai's ExponentialLR(_LRSchedulerMONAI(_LRScheduler))).
+RANGE_TEST = """\
+from sched_{tail} import RangeLR
+
+
+def train(optimizer, loader):
+    schedule = RangeLR(optimizer)
+    for x in loader:
+        schedule.step()
+        optimizer.step()
+"""
+
+
+def _hierarchy(hops: int) -> dict:
+    """RangeLR -> Base1 -> ... -> torch's _LRScheduler, one class per module."""
+    files = {"setup.py": "", "train.py": RANGE_TEST.format(tail=0)}
+    for level in range(hops):
+        base = ("torch.optim.lr_scheduler", "_LRScheduler") if level == hops - 1 else (f"sched_{level + 1}", f"Base{level + 1}")
+        name = "RangeLR" if level == 0 else f"Base{level}"
+        files[f"sched_{level}.py"] = f"from {base[0]} import {base[1]}\n\n\nclass {name}({base[1]}):\n    pass\n"
+    return files
+
+
+def test_a_scheduler_class_several_bases_away_from_torch_is_known(tmp_path):
+    _write(tmp_path, _hierarchy(4))
+    assert _rules(tmp_path / "train.py") == [(7, "LR001")]
+
+
+def test_a_class_hierarchy_beyond_the_hop_bound_or_cyclic_stays_unknown(tmp_path):
+    _write(tmp_path / "deep", _hierarchy(12))
+    assert _rules(tmp_path / "deep" / "train.py") == []
+    _write(tmp_path / "cycle", {
+        "setup.py": "", "train.py": RANGE_TEST.format(tail=0),
+        "sched_0.py": "from sched_1 import Base\n\n\nclass RangeLR(Base):\n    pass\n",
+        "sched_1.py": "from sched_0 import RangeLR\n\n\nclass Base(RangeLR):\n    pass\n",
+    })
+    assert _rules(tmp_path / "cycle" / "train.py") == []

@@ -101,7 +101,7 @@ class DefinitionsMixin:
         summary = module.summary
         if not name or after or not summary.offers(name):
             return None
-        if arguments is not None and not summary.constructs(name) \
+        if arguments is not None and not self.project.constructs(module, name) \
                 and not self._worth_following(summary, name, *arguments):
             return None
         unit = self._unit(module)

@@ -40,6 +40,7 @@ from typing import Dict, List, Optional, Tuple
 
 import libcst as cst
 
+from lraudit.analysis.prescan import _is_known
 from lraudit.analysis.summaries import Summary, summarise
 
 ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
@@ -270,6 +271,17 @@ class Project:
             yield base
             yield from self.ancestors(base, module.path, depth + 1)
 
+    def constructs(self, module: ModuleFile, name: str) -> bool:
+        """``Summary.constructs`` across the project: a factory or table of known optimizers or
+        schedulers, or a class with a known one among its ancestors however many bases away (in
+        this module or in others; bounded and cycle-safe as ``ancestors`` is)."""
+        summary = module.summary
+        if summary.constructs(name):
+            return True
+        if name not in summary.classes:
+            return False
+        return any(_is_known(a) for a in self.ancestors(_local_qualname(module.path, name), module.path))
+
     def class_has_method(self, qualname: str, origin: str, method: str, depth: int = 0) -> bool:
         """Whether a class of the project (or one of its project bases) defines ``method``."""
         found = self._class(qualname, origin) if depth <= 4 else None
@@ -316,9 +328,9 @@ def imports_project_constructions(scan, project: Project) -> bool:
         module, name, _ = found
         summary = module.summary
         if name:
-            if local in wanted and summary.constructs(name):
+            if local in wanted and project.constructs(module, name):
                 return True
-        elif any(n in wanted and summary.constructs(n) for n in list(summary.functions) + list(summary.classes)):
+        elif any(n in wanted and project.constructs(module, n) for n in list(summary.functions) + list(summary.classes)):
             return True
     return False
 

@@ -85,7 +85,8 @@ class Summary:
         return cls is not None and (not cls.idle or bool(cls.bases))
 
     def constructs(self, name: str) -> bool:
-        """A factory (or class) that builds a known optimizer or scheduler, or a table of them."""
+        """A factory (or class) that builds a known optimizer or scheduler, or a table of them, as far
+        as this module alone shows (direct bases only; ``Project.constructs`` follows the bases)."""
         if name in self.tables:
             return True
         if name in self.functions:
