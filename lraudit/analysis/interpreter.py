@@ -24,6 +24,7 @@ import libcst as cst
 from lraudit.analysis.calls import CallsMixin
 from lraudit.analysis.definitions import DefinitionsMixin
 from lraudit.analysis.expressions import ExpressionsMixin
+from lraudit.analysis.guards import GuardsMixin
 from lraudit.analysis.imports import ImportTable, dotted_name
 from lraudit.analysis.library_calls import LibraryCallsMixin
 from lraudit.analysis.nodes import _called_names, _is_docstring, _reachable, _suite
@@ -41,7 +42,7 @@ MAX_STATEMENTS = 30_000  # per module
 MAX_ENTRY_STATEMENTS = 5_000  # per entry point
 
 
-class Interpreter(StatementsMixin, ExpressionsMixin, CallsMixin, LibraryCallsMixin, DefinitionsMixin):
+class Interpreter(StatementsMixin, ExpressionsMixin, CallsMixin, LibraryCallsMixin, DefinitionsMixin, GuardsMixin):
     """Runs one module (``run``) and holds what it found: ``entries`` (name, trace root) per entry
     point, ``objects`` built, ``inlined`` functions, ``exhausted`` when a budget was spent. The
     mixins hold its other parts and share this state."""
@@ -70,6 +71,7 @@ class Interpreter(StatementsMixin, ExpressionsMixin, CallsMixin, LibraryCallsMix
         self._class_of_method: Dict[int, cst.ClassDef] = {}
         self._nested: List[FuncRef] = []  # nested functions seen, with their defining scope
         self._arm_depth = 0
+        self._guards = []  # isinstance guards of the arms being run (guards.py)
 
     # ------------------------------------------------------------------ entry points
     def run(self) -> None:

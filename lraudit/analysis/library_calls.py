@@ -48,7 +48,12 @@ class LibraryCallsMixin:
     def _builtin_method(self, call, receiver: Value, method: str, positional, keywords, scope, container) -> Value:
         funcdef = scope.funcdef
         if method == "step":
-            self._emit(container, Event("step", call, receiver, call, funcdef, args=positional, keywords=keywords))
+            guarded = self._guarded_class(call, receiver, scope)
+            if guarded is not None:  # inside ``if isinstance(x, C):`` (guards.py)
+                self._emit(container, Event("step", call, receiver, call, funcdef, args=positional, keywords=keywords,
+                                            guarded=guarded))
+            else:
+                self._emit(container, Event("step", call, receiver, call, funcdef, args=positional, keywords=keywords))
             if positional and not any(isinstance(o, (OptimizerObj, SchedulerObj)) for o in receiver.options()):
                 # ``scaler.step(optimizer)`` and other wrappers that step the optimizer they are given.
                 self._emit(container, Event("scaler_step", call, positional[0], call, funcdef, via=receiver))

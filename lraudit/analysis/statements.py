@@ -138,6 +138,9 @@ class StatementsMixin:
             scope.vars = dict(before)
             scope.exprs = dict(before_exprs)
             arm = container.add(self._make_arm(branch, test, polarity))
+            guard = self._guard_of(test, scope) if polarity is True and test is not None and body is not None else None
+            if guard is not None:
+                self._guards.append(guard)
             self._arm_depth += 1
             try:
                 if isinstance(body, cst.If):
@@ -146,6 +149,8 @@ class StatementsMixin:
                     self._exec_body(body, scope, arm)
             finally:
                 self._arm_depth -= 1
+                if guard is not None:
+                    self._guards.pop()
             outcomes.append(scope.vars)
             expr_outcomes.append(scope.exprs)
         merged: Dict[str, Value] = {}

@@ -8,7 +8,7 @@ import libcst as cst
 
 from lraudit.analysis import Model
 from lraudit.analysis.known import LR_SCHEDULER
-from lraudit.analysis.values import Const, Container, SchedulerObj, only
+from lraudit.analysis.values import Const, Container, Opaque, SchedulerObj, only
 from lraudit.checks.base import Report, StaticRule, receiver_text
 
 PLATEAU = "ReduceLROnPlateau"
@@ -20,21 +20,34 @@ class PlateauStepWithoutMetric(StaticRule):
     code = "LR003"
 
     def check(self, model: Model) -> Iterable[Report]:
-        seen = set()
+        fired = set()
         for step in model.scheduler_steps:
             event = step.event
-            if id(event) in seen:
+            if id(event) in fired:
                 continue
-            seen.add(id(event))
             schedulers = only(event.target, SchedulerObj)
             if not schedulers or any(s.cls != PLATEAU for s in schedulers):
                 continue
             if event.call is not None and not event.call.args:
-                yield self.report(
-                    event.node,
-                    f"`{receiver_text(model, event.call)}.step()` without a metric: ReduceLROnPlateau "
-                    "raises TypeError at this call; pass the monitored value, e.g. `.step(val_loss)`",
-                )
+                fired.add(id(event))
+                yield self._report(model, event)
+        # ``if isinstance(x, ReduceLROnPlateau): x.step()``: the guard types what the analysis could not
+        # (a framework's attribute, a parameter), or picks the plateau among several schedulers; a
+        # value known to be other schedulers only is not one (the branch is dead).
+        for event in model.events_of_kind("step"):
+            if id(event) in fired or event.data.get("guarded") != PLATEAU or event.call is None or event.call.args:
+                continue
+            if any(isinstance(o, Opaque) or (isinstance(o, SchedulerObj) and o.cls == PLATEAU)
+                   for o in event.target.options()):
+                fired.add(id(event))
+                yield self._report(model, event)
+
+    def _report(self, model: Model, event) -> Report:
+        return self.report(
+            event.node,
+            f"`{receiver_text(model, event.call)}.step()` without a metric: ReduceLROnPlateau "
+            "raises TypeError at this call; pass the monitored value, e.g. `.step(val_loss)`",
+        )
 
 
 # ---------------------------------------------------------------------------------------------- LR012
