@@ -108,7 +108,9 @@ _RULES = (
         fix=FIX_NONE,
         static="`ReduceLROnPlateau.step()` with no metric",
         runtime="the TypeError raised by `ReduceLROnPlateau.step()` without a metric, explained",
-        what="Finds `step()` with no argument on a `torch.optim.lr_scheduler.ReduceLROnPlateau`.",
+        what="Finds `step()` with no argument on a `torch.optim.lr_scheduler.ReduceLROnPlateau`, also "
+        "one built elsewhere (a framework's attribute, a parameter) when an `isinstance(x, "
+        "ReduceLROnPlateau)` test guards the call.",
         why="ReduceLROnPlateau decides from the metric you give it. Without one, `step()` raises a "
         "TypeError at the end of the first epoch, after the first epoch of compute is spent.",
         example="scheduler = ReduceLROnPlateau(optimizer)\n...\nscheduler.step()",
