@@ -7,12 +7,13 @@ classes that are all the same torch scheduler class), where ``subject`` is a nam
 attribute path and ``C`` resolves to a known torch scheduler class. A negated test, an ``else``
 branch, a test combined with ``and``/``or``, or a project class (whose semantics are its own) types
 nothing. A step is typed only when it is written on the same subject, in the same function run,
-and the subject still evaluates to the very object it was when tested (a re-assignment in between,
-or a subject whose value has no identity, types nothing).
+the subject not assigned in between, and still evaluating to the very object it was when tested. A
+subject whose value has no identity (an element of an unknown list) is typed only when it is a local
+name: only this function's own statements can re-bind it, and they are seen.
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional
+from typing import List, Optional
 
 import libcst as cst
 
@@ -23,11 +24,15 @@ from lraudit.analysis.trace import Block
 from lraudit.analysis.values import NoneValue, Obj, Value
 
 
-class Guard(NamedTuple):
-    scope: Scope
-    subject: str  # dotted text of the guarded expression
-    value: Value  # what it evaluated to when tested
-    cls: str  # the torch scheduler class it is known to be (``ReduceLROnPlateau``)
+class Guard:
+    __slots__ = ("scope", "subject", "value", "cls", "valid")
+
+    def __init__(self, scope: Scope, subject: str, value: Value, cls: str) -> None:
+        self.scope = scope
+        self.subject = subject  # dotted text of the guarded expression
+        self.value = value  # what it evaluated to when tested
+        self.cls = cls  # the torch scheduler class it is known to be (``ReduceLROnPlateau``)
+        self.valid = True  # until the subject (or a prefix of its path) is assigned in the branch
 
 
 def isinstance_test(test: cst.BaseExpression, scope: Scope, imports: ImportTable):
@@ -65,9 +70,21 @@ class GuardsMixin:
         subject, cls = found
         value = self._eval(subject, scope, Block())  # a name or attribute chain: records nothing
         options = value.options()
-        if not all(isinstance(o, (Obj, NoneValue)) for o in options) or not any(isinstance(o, Obj) for o in options):
-            return None  # no identity: a re-assignment could not be told apart
+        has_identity = all(isinstance(o, (Obj, NoneValue)) for o in options) and any(isinstance(o, Obj) for o in options)
+        if not has_identity and not (isinstance(subject, cst.Name) and subject.value not in scope.globals):
+            # An attribute path without identity could be re-assigned by a method it calls, unseen; a
+            # local name is re-bound only by this function's own statements, which invalidate the guard.
+            return None
         return Guard(scope, dotted_name(subject), value, cls)
+
+    def _assigned(self, target: Optional[str], scope: Scope) -> None:
+        """``target`` (a name or dotted path) is assigned in ``scope``: guards on it, or on a path
+        through it, no longer say what it is."""
+        if not self._guards or not target:
+            return
+        for guard in self._guards:
+            if guard.scope is scope and (guard.subject == target or guard.subject.startswith(target + ".")):
+                guard.valid = False
 
     def _guarded_class(self, call: cst.Call, receiver: Value, scope: Scope) -> Optional[str]:
         """The class an enclosing guard gives the receiver of ``call`` (``x.step()``), or None."""
@@ -75,6 +92,6 @@ class GuardsMixin:
             return None
         subject = dotted_name(call.func.value)
         for guard in reversed(self._guards):
-            if guard.scope is scope and guard.subject == subject and guard.value is receiver:
+            if guard.valid and guard.scope is scope and guard.subject == subject and guard.value is receiver:
                 return guard.cls
         return None

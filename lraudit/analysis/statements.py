@@ -252,6 +252,7 @@ class StatementsMixin:
             for index, element in enumerate(elements):
                 self._assign(element, items[index] if items else UNKNOWN, scope, container, stmt)
         elif isinstance(target, cst.Attribute):
+            self._assigned(dotted_name(target), scope)
             owner = self._eval(target.value, scope, container)
             if target.attr.value == "last_epoch":  # a schedule repositioned by hand (analysis/positions.py)
                 self._emit(container, Event("reposition", stmt, owner, funcdef=scope.funcdef))
@@ -271,6 +272,7 @@ class StatementsMixin:
                 self._lr_write(owner, stmt, scope, container)
 
     def _assign_name(self, name: str, value: Value, scope: Scope) -> None:
+        self._assigned(name, scope)
         if name in scope.globals:
             scope.unit.scope.vars[name] = value
             scope.unit.scope.exprs.pop(name, None)
@@ -305,6 +307,7 @@ class StatementsMixin:
 
     def _aug_assign(self, stmt: cst.AugAssign, scope: Scope, container: Container) -> None:
         target = stmt.target
+        self._assigned(dotted_name(target), scope)
         if isinstance(target, cst.Subscript):
             owner = self._eval(target.value, scope, container)
             if _subscript_key(target) == "lr":

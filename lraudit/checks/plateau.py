@@ -8,7 +8,7 @@ import libcst as cst
 
 from lraudit.analysis import Model
 from lraudit.analysis.known import LR_SCHEDULER
-from lraudit.analysis.values import Const, Container, Opaque, SchedulerObj, only
+from lraudit.analysis.values import UNKNOWN, Const, Container, Opaque, SchedulerObj, only
 from lraudit.checks.base import Report, StaticRule, receiver_text
 
 PLATEAU = "ReduceLROnPlateau"
@@ -37,7 +37,7 @@ class PlateauStepWithoutMetric(StaticRule):
         for event in model.events_of_kind("step"):
             if id(event) in fired or event.data.get("guarded") != PLATEAU or event.call is None or event.call.args:
                 continue
-            if any(isinstance(o, Opaque) or (isinstance(o, SchedulerObj) and o.cls == PLATEAU)
+            if any(o is UNKNOWN or isinstance(o, Opaque) or (isinstance(o, SchedulerObj) and o.cls == PLATEAU)
                    for o in event.target.options()):
                 fired.add(id(event))
                 yield self._report(model, event)
