@@ -54,7 +54,7 @@ class ExpressionsMixin:
                 else:  # ``**other``: an item under no known key
                     keys.append(None)
                     items.append(self._eval(element.value, scope, container))
-            return V.Container(items, keys)
+            return V.Container(items, keys, node)
         if isinstance(node, (cst.Integer, cst.Float)):
             return _number_value(node)
         if isinstance(node, cst.SimpleString):

@@ -270,6 +270,27 @@ class StatementsMixin:
             key = _subscript_key(target)
             if key == "lr":
                 self._lr_write(owner, stmt, scope, container)
+            self._set_item(owner, key, value)
+
+    def _set_item(self, owner: Value, key, value: Value) -> None:
+        """``config["interval"] = "step"`` on a dict the interpreter holds: the dict now has that item.
+        In one arm of a branch (or on one of several dicts) it may or may not: either value (UNKNOWN
+        where there was none). A key that is not a literal string could be any: an item under no
+        known key."""
+        options = owner.options()
+        for option in options:
+            if not isinstance(option, V.Container) or option.keys is None:
+                continue
+            keys, items = list(option.keys), list(option.items)
+            index = keys.index(key) if key in keys else None
+            if index is None:
+                keys.append(key)
+                items.append(union([UNKNOWN, value]) if self._arm_depth or len(options) > 1 else value)
+            elif key is None or self._arm_depth or len(options) > 1:
+                items[index] = union([items[index], value])
+            else:
+                items[index] = value
+            option.keys, option.items = keys, tuple(items)
 
     def _assign_name(self, name: str, value: Value, scope: Scope) -> None:
         self._assigned(name, scope)

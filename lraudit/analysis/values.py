@@ -174,11 +174,14 @@ class StateDict(Value):
 
 
 class Container(Value):
-    """A literal tuple/list/dict (or the tuple returned by ``accelerator.prepare``)."""
+    """A literal tuple/list/dict (or the tuple returned by ``accelerator.prepare``). A dict's items
+    follow ``d["key"] = value`` (statements.py), as the dict object itself would."""
 
-    def __init__(self, items: Iterable[Value], keys: Optional[List[Optional[str]]] = None) -> None:
+    def __init__(self, items: Iterable[Value], keys: Optional[List[Optional[str]]] = None,
+                 site: Optional[cst.CSTNode] = None) -> None:
         self.items: Tuple[Value, ...] = tuple(items)
         self.keys = keys  # for dicts: the literal string keys (None where not a literal)
+        self.site = site  # the dict literal it was built from, if any
 
 
 class ClassRef(Value):

@@ -668,16 +668,76 @@ def _scheduler_config(value, scheduler: SchedulerObj, depth: int = 0):
     return True if bare else None
 
 
-def _has_literal_config(node: cst.CSTNode) -> bool:
-    found = []
+def _closed_config(model: Model, config: V.Container, funcdef: cst.FunctionDef) -> bool:
+    """Whether a scheduler config holds only the items the returning function shows: built from a
+    dict literal there (no ``**other``) that reaches a ``return`` through literals and locals, each
+    local used only to set or read an item under a literal key (``config["interval"] = "step"``, which
+    the interpreter follows) or to be returned. Passed to a call, updated by a method, deleted from,
+    aliased or closed over: other keys may be set where we cannot see, so the interval is unknown."""
+    site = config.site
+    if not isinstance(site, cst.Dict) or None in config.keys or _enclosing_def(model, site) is not funcdef:
+        return False
+    return _reaches_return(model, site, funcdef, 0)
 
-    class _Dicts(cst.CSTVisitor):
-        def visit_DictElement(self, n: cst.DictElement) -> None:
-            if isinstance(n.key, cst.SimpleString) and n.key.evaluated_value == "scheduler":
-                found.append(n)
 
-    node.visit(_Dicts())
-    return bool(found)
+def _reaches_return(model: Model, node: cst.CSTNode, funcdef: cst.FunctionDef, depth: int) -> bool:
+    """``node`` is an item of literals that is returned, or is bound to a local that only is."""
+    parent = model.parent(node)
+    while isinstance(parent, (cst.Element, cst.DictElement)) and parent.value is node:
+        node = model.parent(parent)  # the list, tuple or dict literal holding it
+        parent = model.parent(node)
+    if isinstance(parent, cst.Return):
+        return True
+    if isinstance(parent, cst.Assign) and len(parent.targets) == 1:
+        target = parent.targets[0].target
+    elif isinstance(parent, cst.AnnAssign) and parent.value is node:
+        target = parent.target
+    else:
+        return False
+    if not isinstance(target, cst.Name) or depth >= 4:
+        return False
+    for mention in model.mentions(target.value):
+        if not isinstance(mention, cst.Name) or not _within(model, mention, funcdef):
+            continue  # ``self.config`` or another function's own local of that name
+        if _enclosing_def(model, mention) is not funcdef or not _plain_use(model, mention, funcdef, depth):
+            return False
+    return True
+
+
+def _plain_use(model: Model, mention: cst.Name, funcdef: cst.FunctionDef, depth: int) -> bool:
+    """A use of a config's local that cannot add keys the interpreter does not see."""
+    parent = model.parent(mention)
+    if isinstance(parent, cst.AssignTarget) or isinstance(parent, cst.AnnAssign) and parent.target is mention:
+        return True  # a binding: the interpreter knows which dict each use then holds
+    if isinstance(parent, cst.Subscript) and parent.value is mention:
+        if len(parent.slice) != 1 or not isinstance(parent.slice[0].slice, cst.Index) \
+                or not isinstance(parent.slice[0].slice.value, cst.SimpleString):
+            return False
+        holder = model.parent(parent)
+        return isinstance(holder, cst.AssignTarget) or _read(model, parent)
+    if isinstance(parent, (cst.Element, cst.DictElement, cst.Return)):
+        return _reaches_return(model, mention, funcdef, depth + 1)
+    return False
+
+
+def _read(model: Model, node: cst.CSTNode) -> bool:
+    """``node`` is read, not a target of ``del``, ``+=``, unpacking, ``for`` or ``as``."""
+    parent = model.parent(node)
+    while isinstance(parent, (cst.Element, cst.StarredElement, cst.Tuple, cst.List)):
+        node, parent = parent, model.parent(parent)
+    if isinstance(parent, (cst.Del, cst.AssignTarget, cst.AsName)):
+        return False
+    if isinstance(parent, (cst.AugAssign, cst.For, cst.CompFor)) and parent.target is node:
+        return False
+    return True
+
+
+def _within(model: Model, node: cst.CSTNode, ancestor: cst.CSTNode) -> bool:
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = model.parent(node)
+    return False
 
 
 def framework_steps(model: Model, scheduler: SchedulerObj) -> List[FrameworkStep]:
@@ -694,7 +754,7 @@ def framework_steps(model: Model, scheduler: SchedulerObj) -> List[FrameworkStep
             if config is True:
                 result.append(FrameworkStep(PER_EPOCH, event.node, "returned to Lightning without an `interval` "
                                             "(the default is \"epoch\")"))
-            elif isinstance(config, V.Container) and _has_literal_config(event.node) and None not in config.keys:
+            elif isinstance(config, V.Container) and _closed_config(model, config, event.funcdef):
                 interval = dict(zip(config.keys, config.items)).get("interval")
                 if interval is None:
                     result.append(FrameworkStep(PER_EPOCH, event.node, "returned to Lightning without an "
