@@ -57,6 +57,9 @@ _STEP_QUALIFIERS = {"total", "max", "num", "n", "nb", "nr", "number", "train", "
 _EPOCH_WORDS = {"epochs", "epoch", "nepochs", "nepoch"}
 _EPOCH_QUALIFIERS = {"num", "n", "nb", "nr", "number", "max", "total", "train", "training", "warmup", "end",
                      "final", "all", "decay", "lr"}
+# Counts of events, not of time: ``max_steps // num_lr_decays`` is still a number of steps.
+_EVENT_COUNTS = {"decays", "cycles", "restarts"}
+_COUNT_QUALIFIERS = {"num", "n", "nb", "nr", "number"}
 _NUMBERS = {"world_size", "n_gpu", "n_gpus", "num_gpus", "ngpus", "gpus", "num_devices", "devices",
             "num_processes", "nprocs", "num_nodes", "num_replicas", "num_machines"}
 _FIXED_STEPS = {"t_total", "niter", "niters", "max_iter", "max_iters", "iterations", "total_iters"}
@@ -87,6 +90,8 @@ def name_dim(identifier: str) -> Optional[Dim]:
     token_set = set(tokens)
     if any(t.startswith("accum") for t in tokens) or lower in _NUMBERS:
         return _NUMBER
+    if token_set & _COUNT_QUALIFIERS and token_set & _EVENT_COUNTS and not token_set & (_STEP_WORDS | _EPOCH_WORDS):
+        return _NUMBER  # num_lr_decays, n_cycles
     if "size" in token_set and "batch" in token_set or lower in ("bs", "bsz"):
         return _BATCH_SIZE
     has_epoch = bool(token_set & _EPOCH_WORDS)
@@ -125,10 +130,12 @@ def _combine(a, b, op: str):
 
 class Units:
     """Dimension of size expressions, reading local names through the expressions they were
-    assigned from (``origins`` of the construction event)."""
+    assigned from (``origins`` of the construction event), and ``self.`` attributes whose name says
+    nothing through their one assignment in the module (with a ``model``)."""
 
-    def __init__(self, origins: Dict[int, cst.BaseExpression]) -> None:
+    def __init__(self, origins: Dict[int, cst.BaseExpression], model: Optional[Model] = None) -> None:
         self.origins = origins
+        self.model = model
         self._depth = 0
 
     def dim(self, node, bound: frozenset = frozenset()):
@@ -153,7 +160,12 @@ class Units:
                     return found
             return name_dim(node.value)
         if isinstance(node, cst.Attribute):
-            return name_dim(node.attr.value)
+            found = name_dim(node.attr.value)
+            if found is None and self.model is not None and _is_self(node.value):
+                origin = _self_attribute_origin(self.model, node.attr.value)
+                if origin is not None:
+                    return self.dim(origin)
+            return found
         if isinstance(node, cst.Subscript):
             if len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
                 key = node.slice[0].slice.value
@@ -213,6 +225,33 @@ class Units:
             found = name_dim(last)  # self.num_training_steps(), get_total_steps()
             return found if found in (_S, _E) else None
         return None
+
+
+def _is_self(node) -> bool:
+    return isinstance(node, cst.Name) and node.value == "self"
+
+
+def _self_attribute_origin(model: Model, attr: str) -> Optional[cst.BaseExpression]:
+    """The expression ``self.<attr>`` is assigned from, when that is its only binding in the module
+    (``self.lr_decay_steps = max(max_steps // self.num_lr_decays, 1)`` in ``__init__``); None when it
+    is bound twice, augmented, unpacked into, or an attribute of that name is set on another object."""
+    found: List[cst.BaseExpression] = []
+    for mention in model.mentions(attr):
+        if not isinstance(mention, cst.Attribute) or mention.attr.value != attr:
+            continue
+        parent = model.parent(mention)
+        if isinstance(parent, cst.AssignTarget):
+            assign = model.parent(parent)
+            if not _is_self(mention.value) or not isinstance(assign, cst.Assign) or len(assign.targets) != 1:
+                return None
+            found.append(assign.value)
+        elif isinstance(parent, cst.AnnAssign) and parent.target is mention:
+            if not _is_self(mention.value) or parent.value is None:
+                return None
+            found.append(parent.value)
+        elif not _read(model, mention):
+            return None
+    return found[0] if len(found) == 1 else None
 
 
 def _bound_names(target) -> List[str]:
@@ -285,7 +324,7 @@ def _sizes(model: Model, scheduler: SchedulerObj, depth: int = 0) -> List[Size]:
         origins = event.data.get("origins") or origins
         if origins:
             break
-    units = Units(origins)
+    units = Units(origins, model)
     optimizer_position = kind.optimizer_arg[1]
     found: List[Size] = []
     if kind.cls == "OneCycleLR":
@@ -315,6 +354,8 @@ def _sizes(model: Model, scheduler: SchedulerObj, depth: int = 0) -> List[Size]:
         unit = unit_of(units.dim(node))
         if unit is not None:
             origin = origins.get(id(node)) if isinstance(node, cst.Name) else None
+            if isinstance(node, cst.Attribute) and _is_self(node.value) and name_dim(node.attr.value) is None:
+                origin = _self_attribute_origin(model, node.attr.value)  # what told the unit
             found.append(Size(unit, keyword, node, scheduler, origin))
     if kind.composite and depth < 3:
         for child in scheduler.children:
