@@ -34,6 +34,10 @@ from lraudit.analysis.values import (
 from lraudit.analysis import values as V
 
 
+_MAX_DICT_ITEMS = 64
+_MAX_ITEM_OPTIONS = 16
+
+
 class StatementsMixin:
     """The Interpreter's statement walking; see the module docstring."""
 
@@ -276,7 +280,8 @@ class StatementsMixin:
         """``config["interval"] = "step"`` on a dict the interpreter holds: the dict now has that item.
         In one arm of a branch (or on one of several dicts) it may or may not: either value (UNKNOWN
         where there was none). A key that is not a literal string could be any: an item under no
-        known key."""
+        known key. Bounded (a dict filled item by item in generated code stays linear): past
+        ``_MAX_DICT_ITEMS`` keys a dict gets no more, and an item with too many possible values is UNKNOWN."""
         options = owner.options()
         for option in options:
             if not isinstance(option, V.Container) or option.keys is None:
@@ -284,10 +289,15 @@ class StatementsMixin:
             keys, items = list(option.keys), list(option.items)
             index = keys.index(key) if key in keys else None
             if index is None:
+                if len(keys) >= _MAX_DICT_ITEMS:
+                    if None in keys:
+                        continue
+                    key, value = None, UNKNOWN  # one item under no known key says "more than we follow"
                 keys.append(key)
                 items.append(union([UNKNOWN, value]) if self._arm_depth or len(options) > 1 else value)
             elif key is None or self._arm_depth or len(options) > 1:
-                items[index] = union([items[index], value])
+                joined = union([items[index], value])
+                items[index] = joined if len(joined.options()) <= _MAX_ITEM_OPTIONS else UNKNOWN
             else:
                 items[index] = value
             option.keys, option.items = keys, tuple(items)
