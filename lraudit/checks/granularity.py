@@ -796,13 +796,15 @@ def framework_steps(model: Model, scheduler: SchedulerObj) -> List[FrameworkStep
                 result.append(FrameworkStep(PER_EPOCH, event.node, "returned to Lightning without an `interval` "
                                             "(the default is \"epoch\")"))
             elif isinstance(config, V.Container) and _closed_config(model, config, event.funcdef):
+                # Reported at the config, where the interval belongs, when it is built before the return.
+                where = event.node if _within(model, config.site, event.node) else config.site
                 interval = dict(zip(config.keys, config.items)).get("interval")
                 if interval is None:
-                    result.append(FrameworkStep(PER_EPOCH, event.node, "returned to Lightning without an "
+                    result.append(FrameworkStep(PER_EPOCH, where, "returned to Lightning without an "
                                                 "`interval` (the default is \"epoch\")"))
                 elif isinstance(interval, Const) and interval.value in ("step", "epoch"):
                     kind = PER_BATCH if interval.value == "step" else PER_EPOCH
-                    result.append(FrameworkStep(kind, event.node, f"returned to Lightning with "
+                    result.append(FrameworkStep(kind, where, f"returned to Lightning with "
                                                 f"`\"interval\": \"{interval.value}\"`"))
         elif how == "passed" and isinstance(event.node, cst.Call):
             if model.imports.resolve_expr(event.node.func) in _HF_TRAINERS and any(
