@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
@@ -387,6 +387,14 @@ class Model:
                 if found is not None:
                     break
         return found
+
+
+    def enclosing(self, node: cst.CSTNode, kind: Any) -> Optional[cst.CSTNode]:
+        """The nearest syntactic ancestor of ``node`` of type ``kind`` (a class or a tuple of them)."""
+        parent = self.parent(node)
+        while parent is not None and not isinstance(parent, kind):
+            parent = self.parent(parent)
+        return parent
 
     def mentions(self, identifier: str) -> List[cst.CSTNode]:
         """Every reference to ``identifier`` in the module, scope-blind: ``Name`` nodes spelled so and

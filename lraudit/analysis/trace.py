@@ -6,7 +6,7 @@ iteration of every loop (loops are treated as running at least once).
 """
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import libcst as cst
 
@@ -180,34 +180,30 @@ def arms_not_shared(a: TraceNode, b: TraceNode) -> List[Arm]:
     return [x for x in a.ancestors() if isinstance(x, Arm) and id(x) not in shared]
 
 
-def innermost_loop(node: TraceNode) -> Optional[Loop]:
-    """The nearest enclosing loop (remembered on the node: a node's ancestors never change once it is
-    in the trace, and rules ask this for every pair of steps)."""
-    cached = node.__dict__.get("_innermost_loop", _UNSET)
+def _nearest(node: TraceNode, kind: type, key: str) -> Any:
+    """The nearest enclosing ``kind``, remembered on the node under ``key`` (a node's ancestors never
+    change once it is in the trace, and rules ask this for every pair of steps)."""
+    cached = node.__dict__.get(key, _UNSET)
     if cached is not _UNSET:
         return cached
     found = None
     for a in node.ancestors():
-        if isinstance(a, Loop):
+        if isinstance(a, kind):
             found = a
             break
-    node.__dict__["_innermost_loop"] = found
+    node.__dict__[key] = found
     return found
+
+
+def innermost_loop(node: TraceNode) -> Optional[Loop]:
+    """The nearest enclosing loop."""
+    return _nearest(node, Loop, "_innermost_loop")
 
 
 def nearest_arm(node: TraceNode) -> Optional["Arm"]:
-    """The nearest enclosing arm (remembered on the node). Two nodes guarded by exactly the same arms
-    have the same nearest arm, and are then never exclusive."""
-    cached = node.__dict__.get("_nearest_arm", _UNSET)
-    if cached is not _UNSET:
-        return cached
-    found = None
-    for a in node.ancestors():
-        if isinstance(a, Arm):
-            found = a
-            break
-    node.__dict__["_nearest_arm"] = found
-    return found
+    """The nearest enclosing arm. Two nodes guarded by exactly the same arms have the same nearest arm,
+    and are then never exclusive."""
+    return _nearest(node, Arm, "_nearest_arm")
 
 
 _UNSET = object()

@@ -394,12 +394,12 @@ def _lambda_function(model: Model, node: cst.BaseExpression, origins: Dict[int, 
 def _assigned_lambdas(model: Model, name: cst.Name) -> List[cst.Lambda]:
     """The lambdas ``name`` is assigned in the function that uses it, when every other assignment of
     it there is a call (a factory of schedule functions); [] otherwise."""
-    function = _enclosing_def(model, name)
+    function = model.enclosing(name, cst.FunctionDef)
     lambdas: List[cst.Lambda] = []
     for mention in model.mentions(name.value):
         target = model.parent(mention)
         if not isinstance(mention, cst.Name) or not isinstance(target, cst.AssignTarget) \
-                or _enclosing_def(model, mention) is not function:
+                or model.enclosing(mention, cst.FunctionDef) is not function:
             continue
         value = model.parent(target).value
         if isinstance(value, cst.Lambda):
@@ -408,12 +408,6 @@ def _assigned_lambdas(model: Model, name: cst.Name) -> List[cst.Lambda]:
             return []
     return lambdas
 
-
-def _enclosing_def(model: Model, node: cst.CSTNode) -> Optional[cst.FunctionDef]:
-    parent = model.parent(node)
-    while parent is not None and not isinstance(parent, cst.FunctionDef):
-        parent = model.parent(parent)
-    return parent
 
 
 def _function_defs(model: Model) -> List[cst.FunctionDef]:
@@ -716,7 +710,7 @@ def _closed_config(model: Model, config: V.Container, funcdef: cst.FunctionDef) 
     the interpreter follows) or to be returned. Passed to a call, updated by a method, deleted from,
     aliased or closed over: other keys may be set where we cannot see, so the interval is unknown."""
     site = config.site
-    if not isinstance(site, cst.Dict) or None in config.keys or _enclosing_def(model, site) is not funcdef:
+    if not isinstance(site, cst.Dict) or None in config.keys or model.enclosing(site, cst.FunctionDef) is not funcdef:
         return False
     return _reaches_return(model, site, funcdef, 0)
 
@@ -740,7 +734,7 @@ def _reaches_return(model: Model, node: cst.CSTNode, funcdef: cst.FunctionDef, d
     for mention in model.mentions(target.value):
         if not isinstance(mention, cst.Name) or not _within(model, mention, funcdef):
             continue  # ``self.config`` or another function's own local of that name
-        if _enclosing_def(model, mention) is not funcdef or not _plain_use(model, mention, funcdef, depth):
+        if model.enclosing(mention, cst.FunctionDef) is not funcdef or not _plain_use(model, mention, funcdef, depth):
             return False
     return True
 

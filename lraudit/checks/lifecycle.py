@@ -170,21 +170,15 @@ def _returned_to_caller(event: Event) -> bool:
     )
 
 
-def _enclosing(model: Model, node: cst.CSTNode, kind) -> Optional[cst.CSTNode]:
-    parent = model.parent(node)
-    while parent is not None and not isinstance(parent, kind):
-        parent = model.parent(parent)
-    return parent
-
 
 def _private_to_plain_class(model: Model, site: cst.CSTNode, bound) -> bool:
     """``self.scheduler = StepLR(...)`` in a method of a class with no base class (nothing inherited
     can read the attribute) that trains its optimizer itself: when the module never steps the
     attribute either, nobody does (another module stepping a trainer's scheduler for it is not a
     design we have seen)."""
-    method = _enclosing(model, site, cst.FunctionDef)
-    classdef = _enclosing(model, method, cst.ClassDef) if method is not None else None
-    if classdef is None or _enclosing(model, classdef, (cst.FunctionDef, cst.ClassDef)) is not None:
+    method = model.enclosing(site, cst.FunctionDef)
+    classdef = model.enclosing(method, cst.ClassDef) if method is not None else None
+    if classdef is None or model.enclosing(classdef, (cst.FunctionDef, cst.ClassDef)) is not None:
         return False
     if any(dotted_name(b.value) != "object" for b in classdef.bases) or classdef.keywords:
         return False

@@ -249,10 +249,10 @@ def param_list_elements(model: Model, node: cst.BaseExpression, call: cst.Call, 
         return None
     if depth > 3:
         return UNSEEN
-    function = _function_of(model, call)
+    function = model.enclosing(call, cst.FunctionDef)
     found: List[cst.BaseExpression] = []
     for mention in model.mentions(node.value):
-        if _function_of(model, mention) is not function:
+        if model.enclosing(mention, cst.FunctionDef) is not function:
             continue
         parent = model.parent(mention)
         if isinstance(parent, cst.AssignTarget):
@@ -285,12 +285,6 @@ def param_list_elements(model: Model, node: cst.BaseExpression, call: cst.Call, 
     # A name never filled in this function (a parameter, a global): its entries are unknown.
     return found if found else UNSEEN
 
-
-def _function_of(model: Model, node: cst.CSTNode) -> Optional[cst.FunctionDef]:
-    parent = model.parent(node)
-    while parent is not None and not isinstance(parent, cst.FunctionDef):
-        parent = model.parent(parent)
-    return parent
 
 
 def _harmless_argument(model: Model, call: cst.Call) -> bool:

@@ -57,16 +57,10 @@ def binding(model: Model, node: cst.CSTNode) -> Optional[Binding]:
     return None
 
 
-def _enclosing_function(model: Model, node: cst.CSTNode) -> Optional[cst.FunctionDef]:
-    parent = model.parent(node)
-    while parent is not None and not isinstance(parent, cst.FunctionDef):
-        parent = model.parent(parent)
-    return parent
-
 
 def _local_scope(model: Model, statement: cst.CSTNode, names: Tuple[str, ...]) -> Optional[cst.FunctionDef]:
     """The function whose local variables ``names`` are; None for module-level (or ``global``) ones."""
-    function = _enclosing_function(model, statement)
+    function = model.enclosing(statement, cst.FunctionDef)
     if function is None:
         return None
     for name in names:
