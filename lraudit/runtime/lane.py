@@ -163,7 +163,7 @@ class Lane:
         c.traj.append_rows(self.rows, self.counts)
         if self.mom_rows:
             steps = c.steps
-            params.at_many([steps + before for before in self.mom_steps], self.mom_rows)
+            params.record([steps + before for before in self.mom_steps], self.mom_rows)
         c.steps += self.steps
         c.last = self.last
         phase = self.phase

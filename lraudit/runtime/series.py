@@ -437,14 +437,7 @@ class ParamRecord:
 
     def at(self, step: int, row: list) -> List[tuple]:
         """Record ``row`` as in force from update ``step``; returns ``(group, key, value)`` newly out of [0, 1)."""
-        cur = self.current
-        if cur is not None:
-            gap = step - self.traj.n
-            if gap > 0:
-                self.traj.append(cur, gap)
-            if not self.changed and row != cur and any(not same(a, b) for a, b in zip(row, cur)):
-                self.changed = True
-        self.current = row
+        self.record([step], [row])
         for v in row:
             if not 0.0 <= v < 1.0:
                 break
@@ -458,9 +451,9 @@ class ParamRecord:
                 bad.append((j, key, v))
         return bad
 
-    def at_many(self, steps: List[int], rows: List[list]) -> None:
-        """``at(step, row)`` for each step and row of ``steps`` and ``rows``, in order, for rows already
-        known to lie in [0, 1) (the steady lane checked them): one call for a stretch of readings."""
+    def record(self, steps: List[int], rows: List[list]) -> None:
+        """Record each row of ``rows`` as in force from the update of ``steps`` at the same place, in order,
+        without looking at the values' range (``at`` does; the steady lane checked its rows)."""
         traj = self.traj
         n = traj.n
         held, gaps = [], []  # rows and the updates each held for, handed to the trajectory in one call
