@@ -31,32 +31,36 @@ _INF = float("inf")
 
 
 class Lane:
-    __slots__ = ("info", "sid", "may_end", "momentum", "phase", "last", "n", "rows", "counts", "steps",
-                 "sched_steps", "events", "sb_event", "k", "mom_steps", "mom_rows", "mom_last")
+    __slots__ = ("info", "sid", "may_end", "momentum", "one_momentum", "phase", "last", "n", "rows", "counts",
+                 "steps", "sched_steps", "sb_steps", "mom_steps", "mom_rows", "mom_last")
 
-    def __init__(self, info: Any, momentum: bool, last: list, mom_last: Optional[list]) -> None:
+    def __init__(self, info: Any, momentum: bool, last: list, mom_last: Optional[list],
+                 one_momentum: bool = False) -> None:
         self.info = info  # the SchedInfo of the scheduler the lane follows, or None (no scheduler step)
         self.sid = info.sid if info is not None else -1
         self.may_end = info is not None and info.may_end
         self.momentum = momentum  # its steps may write momentum / betas (OneCycleLR, CyclicLR)
+        # the record's one column is the one group's momentum (SGD under OneCycleLR): read inline
+        self.one_momentum = momentum and one_momentum
         self.phase = IDLE
         self.last = last  # the LRs in the groups now (the very float objects)
         self.n = len(last)  # groups: a lane ends when their number changes
         # the rows the updates used, and how many updates used each (two lists: no container per row)
         self.rows: List[list] = []
         self.counts: List[int] = []
+        # counts, not observations: the checker's idx (one per observation) and the observation of the
+        # last scheduler step's start follow from them and the phase (see settle_into)
         self.steps = 0  # updates
         self.sched_steps = 0
-        self.events = 0  # observations (the checker's idx advances by one per observation)
-        self.sb_event = 0  # the observation of the last scheduler step's start
-        self.k = False  # the interval of the current update has its scheduler step
+        self.sb_steps = -1  # updates before the last scheduler step
         self.mom_steps: List[int] = []  # updates before each new momentum reading
         self.mom_rows: List[list] = []  # the readings
         self.mom_last = mom_last
 
     # -- observations: True when the lane took it, False when the general path must ---------------
-    def sched_begin(self, tr: Any, info: Any, args: tuple, kwargs: dict) -> bool:
-        if self.phase != IDLE or info is not self.info or args or kwargs:
+    def sched_begin(self, tr: Any, info: Any) -> bool:
+        """A step without arguments (the caller checked) of the scheduler ``info`` begins."""
+        if self.phase != IDLE or info is not self.info:
             return False
         groups = tr.opt.param_groups
         last = self.last
@@ -65,8 +69,7 @@ class Lane:
         if len(groups) != self.n or not (groups[0]["lr"] is last[0] if self.n == 1
                                          else all(map(operator.is_, map(_LR, groups), last))):
             return False
-        self.events += 1
-        self.sb_event = self.events
+        self.sb_steps = self.steps
         self.sched_steps += 1
         self.phase = SCHED
         return True
@@ -92,7 +95,18 @@ class Lane:
                     return False
         if self.may_end and past_end(sched) is not None:
             return False
-        if self.momentum:
+        if self.one_momentum:
+            m = groups[0].get("momentum")
+            before = self.mom_last[0]  # type: ignore[index]
+            if m is not before:  # the scheduler wrote it (a new float object)
+                if type(m) is not float or not 0.0 <= m < 1.0:  # LR022, NaN, a tensor: the general path
+                    return False
+                if m != before:
+                    row = [m]
+                    self.mom_steps.append(self.steps)
+                    self.mom_rows.append(row)
+                    self.mom_last = row
+        elif self.momentum:
             row = tr._params.read(groups)
             if row is None:
                 return False
@@ -104,7 +118,6 @@ class Lane:
                 self.mom_rows.append(row)
                 self.mom_last = row
         self.last = vals
-        self.events += 1
         self.phase = SCHED_DONE
         return True
 
@@ -118,14 +131,12 @@ class Lane:
                                          else all(map(operator.is_, map(_LR, groups), last))):
             return False
         tr.pre_count += 1
-        self.events += 1
         rows = self.rows
         if rows and (rows[-1] is last or rows[-1] == last):  # floats only: == never reaches a tensor
             self.counts[-1] += 1
         else:
             rows.append(last)
             self.counts.append(1)
-        self.k = phase == SCHED_DONE
         self.phase = OPT
         return True
 
@@ -143,7 +154,6 @@ class Lane:
         sample = tr.sample
         if sample is not None:
             tr.sample_version = sample._version
-        self.events += 1
         self.steps += 1
         self.phase = IDLE
         if self.steps >= SETTLE_EVERY:
@@ -155,19 +165,25 @@ class Lane:
         """Record in ``checker`` (and ``params``) what the general path would have recorded."""
         c = checker
         base = c.idx
-        c.idx = base + self.events
-        if self.sched_steps:
+        phase, steps, sched_steps = self.phase, self.steps, self.sched_steps
+        # one observation per scheduler step's start and end, update's start and end: every one taken
+        # is complete but in the current phase (IDLE when between updates)
+        c.idx = base + 2 * sched_steps - (phase == SCHED) + 2 * steps + (phase == OPT)
+        if sched_steps:
             st = c.stats[self.sid]
-            st.n_top += self.sched_steps
-            st.last_idx = base + self.sb_event
+            st.n_top += sched_steps
+            # the last scheduler step began between updates (IDLE): every earlier one, update and
+            # scheduler step had both its observations
+            st.last_idx = base + 2 * (sched_steps - 1) + 2 * self.sb_steps + 1
         c.traj.append_rows(self.rows, self.counts)
         if self.mom_rows:
-            steps = c.steps
-            params.record([steps + before for before in self.mom_steps], self.mom_rows)
-        c.steps += self.steps
+            done = c.steps
+            params.record([done + before for before in self.mom_steps], self.mom_rows)
+        c.steps += steps
         c.last = self.last
-        phase = self.phase
-        if phase == SCHED or phase == SCHED_DONE or (phase == OPT and self.k):
+        # the interval of the update under way has its scheduler step: the last one began since the
+        # last update ended (a lane opens on an interval without one)
+        if phase == SCHED or phase == SCHED_DONE or (phase == OPT and sched_steps and self.sb_steps == steps):
             c.icount[self.sid] = 1
         if phase == OPT:
             c.pending = True
@@ -202,4 +218,7 @@ def open_lane(tr: Any, sched_info: Any) -> Optional[Lane]:
                 and cand.lr017 is None and cand.n_groups == len(groups) and sid not in tr.resume):
             info = cand
     momentum = info is not None and tr._may_write_params(info.sid)
-    return Lane(info, momentum, last, tr._params.current)
+    params = tr._params
+    one = (len(groups) == 1 and params.columns == [(0, "momentum")] and params.current is not None
+           and len(params.current) == 1 and type(groups[0].get("momentum")) is float)
+    return Lane(info, momentum, last, params.current, one)

@@ -43,6 +43,54 @@ _DEFERRED = object()
 class SchedulerStepsMixin:
     """Audit's observation of scheduler steps; see the module docstring."""
 
+    def _on_sched_step(self, sched: Any, original: Any, args: tuple, kwargs: dict) -> Any:
+        """A top-level step of ``sched`` while this is the only running audit (the usual case): runs it.
+
+        A step the steady lane takes is observed here in full, without the general path's token and two
+        calls (this runs at every scheduler step); any other goes through ``_on_sched_begin`` and
+        ``_on_sched_end``."""
+        st = patches.state
+        if not args and not kwargs:
+            info = self._sched.get(id(sched))
+            if info is not None and info.sched is sched:
+                tr = info.tracker
+                lane = tr.lane
+                try:
+                    taken = lane is not None and lane.sched_begin(tr, info)
+                except Exception as e:  # never break training; reported at stop (the general path follows)
+                    self._errors.append(e)
+                    taken = False
+                if taken:
+                    st.busy = 1
+                    try:
+                        out = original(sched)
+                    except BaseException as exc:
+                        st.busy = 0
+                        self._on_sched_end(sched, exc, (tr, info, sched, False))
+                        raise
+                    st.busy = 0
+                    info.stepped = True
+                    try:
+                        if not lane.sched_end(tr, sched):  # the general path says what the step did
+                            tr.settle()
+                            self._sched_end_general(tr, info, sched, False, None)
+                    except Exception as e:  # never break training; reported at stop
+                        self._errors.append(e)
+                    if self._pending is not None:
+                        self._raise_pending()
+                    return out
+        token = self._on_sched_begin(sched, args, kwargs)
+        st.busy = 1
+        error = None
+        try:
+            return original(sched, *args, **kwargs)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            st.busy = 0
+            self._on_sched_end(sched, error, token)
+
     def _on_sched_begin(self, sched: Any, args: tuple, kwargs: dict) -> Optional[tuple]:
         """A scheduler step begins; returns the token the wrapper hands back to :meth:`_on_sched_end`."""
         token = None
@@ -52,7 +100,8 @@ class SchedulerStepsMixin:
             try:
                 tr = info.tracker
                 lane = tr.lane
-                if lane is None or not lane.sched_begin(tr, info, args, kwargs):  # the lane: see lane.py
+                # the lane (see lane.py); a step with arguments is the general path's
+                if lane is None or args or kwargs or not lane.sched_begin(tr, info):
                     if lane is not None:
                         tr.settle()
                     with_args = bool(args) or (bool(kwargs) and "epoch" in kwargs)
@@ -85,7 +134,7 @@ class SchedulerStepsMixin:
             info = self._info_for(s, tr, lazy=True)
             lane = tr.lane  # a wrapper's scheduler (accelerate) steps here at every step
             if lane is not None:
-                if lane.sched_begin(tr, info, args, kwargs or {}):
+                if not args and not kwargs and lane.sched_begin(tr, info):
                     return (tr, info, s, has_metric)
                 tr.settle()
             with_args = bool(args) or "epoch" in (kwargs or {})
@@ -155,18 +204,23 @@ class SchedulerStepsMixin:
                         self._raise_pending()
                     return
                 tr.settle()
-            tr.sched_end(info.sid, past_end(s) if info.may_end else None)
-            if error is not None:
-                if isinstance(error, TypeError) and isinstance(s, L.ReduceLROnPlateau) and not has_metric:
-                    tr.event(NOTE, "LR003", _LR003)
-                elif isinstance(error, ValueError) and isinstance(s, L.OneCycleLR) and "total steps" in str(error):
-                    tr.event(NOTE, "LR009", _LR009_ONECYCLE.format(total=s.total_steps))
-                if info.lr017 is not None and hasattr(error, "add_note"):
-                    error.add_note(f"lraudit LR017 param-groups-after-scheduler: {info.lr017}")
+            self._sched_end_general(tr, info, s, has_metric, error)
         except Exception as e:
             self._errors.append(e)
         if error is None and self._pending is not None:
             self._raise_pending()
+
+    def _sched_end_general(self, tr: Tracker, info: SchedInfo, s: Any, has_metric: bool,
+                           error: Optional[BaseException]) -> None:
+        """The end of a scheduler step on the general path; a step that raised is explained."""
+        tr.sched_end(info.sid, past_end(s) if info.may_end else None)
+        if error is not None:
+            if isinstance(error, TypeError) and isinstance(s, L.ReduceLROnPlateau) and not has_metric:
+                tr.event(NOTE, "LR003", _LR003)
+            elif isinstance(error, ValueError) and isinstance(s, L.OneCycleLR) and "total steps" in str(error):
+                tr.event(NOTE, "LR009", _LR009_ONECYCLE.format(total=s.total_steps))
+            if info.lr017 is not None and hasattr(error, "add_note"):
+                error.add_note(f"lraudit LR017 param-groups-after-scheduler: {info.lr017}")
 
     def _on_sched_nested(self, sched: Any) -> None:
         tls = self._tls

@@ -12,6 +12,7 @@ import sys
 from array import array
 from operator import eq as _eq
 from operator import itemgetter
+from operator import sub as _sub
 from typing import List, Optional, Sequence
 
 
@@ -183,10 +184,32 @@ class Trajectory:
 
     def append_rows(self, rows: List[list], counts: List[int]) -> None:
         """``append(row, count)`` for each row and count of ``rows`` and ``counts`` (how the steady lane
-        hands over its rows)."""
+        hands over its rows).
+
+        A smooth schedule hands over a new row per update: rows that each differ from the one before,
+        once each, join the block in one ``extend`` (the comparisons run in C) instead of one call each."""
+        if not rows:
+            return
+        self.append(rows[0], counts[0])  # it may repeat the last row recorded
+        k = len(rows) - 1
+        if (k and self._rep and counts.count(1) - (counts[0] == 1) == k
+                and not any(map(_eq, rows[1:], rows[:-1]))):
+            # as append does for a row that differs from the last: the last goes to the block
+            if self._rep == 1:
+                self._block.append(self._row)
+            else:
+                self._flush()
+            block = self._block
+            block.extend(rows[1:k])
+            self._row = rows[k]
+            self._rep = 1
+            self.n += k
+            if len(block) >= self.BLOCK:
+                self._settle()
+            return
         append = self.append
-        for row, count in zip(rows, counts):
-            append(row, count)
+        for i in range(1, k + 1):
+            append(rows[i], counts[i])
 
     @property
     def last_row(self) -> Optional[list]:
@@ -235,7 +258,7 @@ class Trajectory:
                 return
         groups = self.groups
         n = len(groups)
-        if n and all(len(r) == n for r in block):
+        if n and set(map(len, block)) == {n}:  # every row has every group (a C loop: blocks are long)
             cols = list(zip(*block))
             # an aliased group that leaves its twin inside the block needs the row-by-row path
             if all(g.alias is None or cols[j] == cols[g.alias] for j, g in enumerate(groups)):
@@ -456,8 +479,22 @@ class ParamRecord:
         without looking at the values' range (``at`` does; the steady lane checked its rows)."""
         traj = self.traj
         n = traj.n
-        held, gaps = [], []  # rows and the updates each held for, handed to the trajectory in one call
         cur = self.current
+        if cur is not None and rows:
+            # the steady lane's hand-over (a reading per cycling scheduler step): each reading held from
+            # its step until the next one's, computed a list at a time
+            before = [cur] + rows[:-1]
+            gaps = list(map(_sub, steps, [n] + steps[:-1]))
+            if min(gaps) > 0:
+                if not self.changed:
+                    for row, prev in zip(rows, before):
+                        if row != prev and any(not same(a, b) for a, b in zip(row, prev)):
+                            self.changed = True
+                            break
+                traj.append_rows(before, gaps)
+                self.current = rows[-1]
+                return
+        held, gaps = [], []  # rows and the updates each held for, handed to the trajectory in one call
         for step, row in zip(steps, rows):
             if cur is not None:
                 gap = step - n

@@ -97,23 +97,39 @@ class StepHooksMixin:
         audit = self
         gb = _graph_break()
 
-        def guarded(opt: Any, args: Any, kwargs: Any) -> None:
+        if pre:
+            def guarded_pre(opt: Any, args: Any, kwargs: Any) -> None:
+                gb()
+                try:
+                    lane = tr.lane
+                    # the steady lane first (see lane.py): a plain step costs a few compares
+                    if lane is None or not lane.pre(tr, opt):
+                        if lane is not None:
+                            tr.settle()
+                        hook(opt, args, kwargs)
+                        if tr.loaded:
+                            audit._after_load(tr)
+                except Exception as e:  # never break training; reported at stop
+                    errors.append(e)
+                if audit._pending is not None:
+                    audit._raise_pending()
+
+            return guarded_pre
+
+        def guarded_post(opt: Any, args: Any, kwargs: Any) -> None:
             gb()
             try:
                 lane = tr.lane
-                # the steady lane first (see lane.py): a plain step costs a few compares
-                if lane is None or not (lane.pre(tr, opt) if pre else lane.post(tr, opt, args, kwargs)):
+                if lane is None or not lane.post(tr, opt, args, kwargs):
                     if lane is not None:
                         tr.settle()
                     hook(opt, args, kwargs)
-                    if pre and tr.loaded:
-                        audit._after_load(tr)
             except Exception as e:  # never break training; reported at stop
                 errors.append(e)
             if audit._pending is not None:
                 audit._raise_pending()
 
-        return guarded
+        return guarded_post
 
     def _guard(self, fn: Callable, *args: Any) -> None:
         try:

@@ -32,6 +32,15 @@ def lane_steps(monkeypatch) -> list:
     return taken
 
 
+class _MomentumRamp(L.LRScheduler):
+    """A project's own scheduler that also ramps the momentum: past 1.0 after 60 steps (LR022 mid-run)."""
+
+    def get_lr(self):
+        for g in self.optimizer.param_groups:
+            g["momentum"] = 0.94 + 0.001 * self.last_epoch
+        return [base * 0.999 ** self.last_epoch for base in self.base_lrs]
+
+
 SCHEDULERS = {
     "StepLR": lambda o: L.StepLR(o, step_size=7, gamma=0.5),
     "MultiStepLR": lambda o: L.MultiStepLR(o, milestones=[10, 30, 60], gamma=0.3),
@@ -40,6 +49,7 @@ SCHEDULERS = {
     "CosineAnnealingLR": lambda o: L.CosineAnnealingLR(o, T_max=50),  # stepped past T_max: LR009
     "OneCycleLR": lambda o: L.OneCycleLR(o, max_lr=0.2, total_steps=400),
     "CyclicLR": lambda o: L.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=9),
+    "MomentumRamp": _MomentumRamp,
     "none": None,
 }
 
@@ -65,7 +75,14 @@ def _scenario(seed: int, sched_name: str, groups: int, expect=None, targeted=Tru
     make = SCHEDULERS[sched_name]
     sched = make(opt) if make is not None else None
     seen = []  # the LRs each update used, read by the test's own pre-hook (it runs before lraudit's)
-    opt.register_step_pre_hook(lambda o, a, k: seen.append([g["lr"] for g in o.param_groups]))
+    momenta = []  # and the momenta
+    manual_momentum = set()  # updates whose momentum the scenario wrote by hand (not read by lraudit)
+
+    def own_record(o, a, k):
+        seen.append([g["lr"] for g in o.param_groups])
+        momenta.append([g["momentum"] for g in o.param_groups])
+
+    opt.register_step_pre_hook(own_record)
     reads = []
     scaler = _scaler()
     with warnings.catch_warnings():
@@ -85,8 +102,10 @@ def _scenario(seed: int, sched_name: str, groups: int, expect=None, targeted=Tru
                         g["lr"] = float(str(g["lr"]))
                 elif event == "bad_lr":
                     opt.param_groups[0]["lr"] = -0.1
-                elif event == "bad_momentum":
+                elif event == "bad_momentum":  # for one update, then the momentum it had
+                    momentum_before = opt.param_groups[0]["momentum"]
                     opt.param_groups[0]["momentum"] = 1.5
+                    manual_momentum.add(len(seen))
                 elif event == "new_sched" and make is not None:
                     sched = make(opt)
                 elif event == "reload" and sched is not None:
@@ -125,7 +144,7 @@ def _scenario(seed: int, sched_name: str, groups: int, expect=None, targeted=Tru
                 if event == "bad_lr":
                     opt.param_groups[0]["lr"] = 0.1
                 if event == "bad_momentum":
-                    opt.param_groups[0]["momentum"] = 0.9
+                    opt.param_groups[0]["momentum"] = momentum_before
                 if sched is not None and event != "no_sched":
                     try:
                         sched.step()
@@ -136,7 +155,7 @@ def _scenario(seed: int, sched_name: str, groups: int, expect=None, targeted=Tru
             trackers = list(auditor._order)  # stop() lets go of them
     report = run.to_dict()
     findings = [(f.rule, f.step, f.group, f.message) for f in run.findings]
-    return report, findings, seen, reads, run, _state(trackers)
+    return report, findings, seen, reads, run, _state(trackers), (momenta, manual_momentum)
 
 
 def _state(trackers):
@@ -174,10 +193,19 @@ def test_lane_records_what_the_general_path_records(monkeypatch, sched_name, gro
         assert with_lane[3] == without[3], (seed, sched_name)  # what readers saw mid-run
         assert with_lane[5] == without[5], (seed, sched_name)
         # and both are right: the LRs every update used, from the test's own record
-        report, _, seen, _, run, _ = with_lane
+        report, _, seen, _, run, _, (momenta, manual) = with_lane
         assert run.steps() == len(seen)
+        recorded = run._select(None)
         for j in range(len(seen[0])):
             assert run.lrs(j) == [row[j] for row in seen], (seed, j)
+            # a cycling scheduler's momenta too (a hand-written momentum is not read where it is written)
+            if sched_name in ("OneCycleLR", "CyclicLR", "MomentumRamp"):
+                own = [row[j] for row in momenta if len(row) > j]
+                got = recorded.params_of(j)["momentum"]
+                assert len(got) == len(own), (seed, j)
+                first = len(momenta) - len(own)
+                assert [m for i, m in enumerate(got) if first + i not in manual] == \
+                    [m for i, m in enumerate(own) if first + i not in manual], (seed, j)
     assert sum(taken) > updates // 4, (sum(taken), updates)  # the lane carried a good share of the updates
 
 
@@ -235,3 +263,41 @@ def test_lane_carries_accelerate_wrapped_steps(monkeypatch):
         general, _ = _accelerate_run(accelerate, write_at=200)
     assert [str(f) for f in run.findings] == [str(f) for f in general.findings]
     assert run.to_dict() == general.to_dict()
+
+
+def _momentum_ramp_run(groups):
+    torch.manual_seed(0)
+    m = model()
+    opt = torch.optim.SGD(two_groups(m, momentum=0.9) if groups == 2 else m.parameters(), lr=0.1, momentum=0.9)
+    sched = _MomentumRamp(opt)
+    seen = []  # the momentum each update used, from the test's own pre-hook
+    opt.register_step_pre_hook(lambda o, a, k: seen.append(o.param_groups[0]["momentum"]))
+    live = []  # (rule, updates made) as each finding reaches the callback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with audit(opt, on_finding=lambda f: live.append((f.rule, len(seen)))) as run:
+            for _ in range(100):
+                backward(m)
+                opt.step()
+                sched.step()
+    return run, seen, live
+
+
+@pytest.mark.parametrize("groups", [1, 2])  # one group is read inline, several through ParamRecord.read
+def test_lane_leaves_a_momentum_its_scheduler_puts_out_of_range_to_the_checker(monkeypatch, groups):
+    """A scheduler that writes the momentum past 1.0 mid-run, while the lane carries the updates: LR022
+    at the first update that used it, as on the general path."""
+    taken = lane_steps(monkeypatch)
+    run, seen, live = _momentum_ramp_run(groups)
+    first_bad = next(i for i, v in enumerate(seen) if v >= 1.0)
+    assert first_bad > 40 and sum(taken) >= first_bad - 20, (first_bad, taken)  # the lane was carrying them
+    assert [(f.rule, f.step) for f in run.findings] == [("LR022", first_bad)]
+    # found when the scheduler wrote it, before the update that used it (not when the lane settles)
+    assert live == [("LR022", first_bad)]
+    assert run._select(None).params_of(0)["momentum"] == seen
+    with monkeypatch.context() as mp:
+        mp.setattr(tracker, "open_lane", lambda tr, info: None)
+        general, _, general_live = _momentum_ramp_run(groups)
+    assert [(f.rule, f.step, f.message) for f in run.findings] == \
+        [(f.rule, f.step, f.message) for f in general.findings]
+    assert live == general_live

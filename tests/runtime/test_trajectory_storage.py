@@ -25,6 +25,10 @@ def _ops():
     return st.lists(st.one_of(
         st.tuples(st.just("append"), row, st.integers(1, 3)),
         st.tuples(st.just("smooth"), st.integers(1, 8), st.integers(1, 3)),
+        # the steady lane's hand-over: several rows (a new one per update, or repeats) in one call
+        st.tuples(st.just("rows"), st.lists(st.tuples(row, st.integers(1, 3)), min_size=0, max_size=8),
+                  st.none()),
+        st.tuples(st.just("smooth_rows"), st.integers(1, 8), st.integers(1, 3)),
         st.tuples(st.just("pop"), st.none(), st.none()),
         st.tuples(st.just("read"), st.none(), st.none()),
     ), max_size=40)
@@ -71,12 +75,27 @@ def test_trajectory_reads_back_what_was_appended(monkeypatch_block, ops):
             width = len(row)
             t.append(list(row), count)
             ref.rows.extend([row] * count)
-        elif op == "smooth":  # a new LR at every step, groups in a fixed ratio (a decay / no-decay split)
+        elif op == "rows":
+            rows, counts = [], []
+            for r, c in arg:
+                row = list(r) + [0.3] * max(width - len(r), 0)
+                width = len(row)
+                rows.append(row)
+                counts.append(c)
+                ref.rows.extend([row] * c)
+            t.append_rows([list(r) for r in rows], counts)
+        elif op in ("smooth", "smooth_rows"):
+            # a new LR at every step, groups in a fixed ratio (a decay / no-decay split)
+            rows = []
             for i in range(arg):
                 v = 0.01 * (len(ref.rows) + i + 1)
-                row = [v * (0.5 if j % count == 1 else 1.0) for j in range(width)]
-                t.append(row)
-                ref.rows.append(row)
+                rows.append([v * (0.5 if j % count == 1 else 1.0) for j in range(width)])
+            ref.rows.extend(rows)
+            if op == "smooth":
+                for row in rows:
+                    t.append(list(row))
+            else:
+                t.append_rows([list(r) for r in rows], [1] * len(rows))
         elif op == "pop":
             t.pop()
             if ref.rows:
