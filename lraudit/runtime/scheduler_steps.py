@@ -71,7 +71,9 @@ class SchedulerStepsMixin:
                     st.busy = 0
                     info.stepped = True
                     try:
-                        if not lane.sched_end(tr, sched):  # the general path says what the step did
+                        # the general path says what the step did when the lane declines it, or when the
+                        # lane was handed over during the step (a reader inside the schedule function)
+                        if tr.lane is not lane or not lane.sched_end(tr, sched):
                             tr.settle()
                             self._sched_end_general(tr, info, sched, False, None)
                     except Exception as e:  # never break training; reported at stop

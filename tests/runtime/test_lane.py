@@ -301,3 +301,40 @@ def test_lane_leaves_a_momentum_its_scheduler_puts_out_of_range_to_the_checker(m
     assert [(f.rule, f.step, f.message) for f in run.findings] == \
         [(f.rule, f.step, f.message) for f in general.findings]
     assert live == general_live
+
+
+def _reader_in_schedule_run():
+    torch.manual_seed(0)
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    holder = {}
+    looked = []
+
+    def factor(step):  # a schedule function that asks the run for the LRs (a logger would)
+        if "run" in holder and step % 30 == 0:
+            looked.append(holder["run"].lrs(0)[-1:])
+        return 0.99 ** step
+
+    sched = L.LambdaLR(opt, factor)
+    seen = []
+    opt.register_step_pre_hook(lambda o, a, k: seen.append(o.param_groups[0]["lr"]))
+    with audit(opt) as run:
+        holder["run"] = run
+        for _ in range(150):
+            backward(m)
+            opt.step()
+            sched.step()
+    return run, seen, looked
+
+
+def test_lane_handed_over_during_a_scheduler_step_loses_nothing(monkeypatch):
+    """A reader inside the scheduler step settles the lane while the step runs: the step's end then goes
+    the general way, and the run records what the general path records and what the updates used."""
+    taken = lane_steps(monkeypatch)
+    run, seen, looked = _reader_in_schedule_run()
+    assert sum(taken) > 40, taken  # the lane carried the updates between the readers
+    assert run.lrs(0) == seen and run.findings == []
+    with monkeypatch.context() as mp:
+        mp.setattr(tracker, "open_lane", lambda tr, info: None)
+        general, _, general_looked = _reader_in_schedule_run()
+    assert run.to_dict() == general.to_dict() and looked == general_looked
