@@ -15,6 +15,8 @@ from operator import itemgetter
 from operator import sub as _sub
 from typing import List, Optional, Sequence
 
+_FIRST = itemgetter(0)
+
 
 def same(a: float, b: float) -> bool:
     """Equality that also holds for two NaNs."""
@@ -259,7 +261,8 @@ class Trajectory:
         groups = self.groups
         n = len(groups)
         if n and set(map(len, block)) == {n}:  # every row has every group (a C loop: blocks are long)
-            cols = list(zip(*block))
+            # one group (the usual case): a C map, much cheaper than zip(*block) with a thousand arguments
+            cols = [tuple(map(_FIRST, block))] if n == 1 else list(zip(*block))
             # an aliased group that leaves its twin inside the block needs the row-by-row path
             if all(g.alias is None or cols[j] == cols[g.alias] for j, g in enumerate(groups)):
                 for j, g in enumerate(groups):
