@@ -1,9 +1,10 @@
 """A scheduler step begins and ends, a part of :class:`~lraudit.runtime.auditor.Audit` (mixed into it in
 auditor.py).
 
-The patched ``step()`` of every scheduler class (patches.py) calls ``_on_sched_begin`` before the step
-runs and ``_on_sched_end`` after it, with the token the first returned: they run at every step, and a
-scheduler seen before takes the fast path (its tracker's steady lane, see lane.py). A wrapper that is no
+The patched ``step()`` of every scheduler class (patches.py) hands a top-level step to ``_on_sched_step``
+when one audit runs (the usual case): a step the tracker's steady lane takes (see lane.py) is observed
+there in full; any other, and every step when several audits run, calls ``_on_sched_begin`` before the
+step and ``_on_sched_end`` after it, with the token the first returned. A wrapper that is no
 torch scheduler (accelerate's AcceleratedScheduler) counts as a step only if it steps its scheduler
 (``_on_sched_nested``). Just before a top-level scheduler steps, two checks: LR019 (a resume that neither
 loaded nor repositioned it) and LR017 (param groups added or removed since it was built: what torch does
