@@ -194,7 +194,7 @@ class Trajectory:
             return
         self.append(rows[0], counts[0])  # it may repeat the last row recorded
         k = len(rows) - 1
-        if (k and self._rep and counts.count(1) - (counts[0] == 1) == k
+        if (k and counts[0] > 0 and self._rep and counts.count(1) - (counts[0] == 1) == k
                 and not any(map(_eq, rows[1:], rows[:-1]))):
             # as append does for a row that differs from the last: the last goes to the block
             if self._rep == 1:
