@@ -268,6 +268,13 @@ class Checker:
         self.iskips += 1
         self.nskips += 1
 
+    def abort(self) -> None:
+        """The update whose start was just seen will not run (strict="immediate" raised in its pre-hook):
+        it is not recorded, as a step is the k-th update applied."""
+        if self.pending:
+            self.traj.pop()
+            self.pending = False
+
     def note(self, rule: str, message: str, group: Optional[int] = 0) -> None:
         """A finding explained from an exception a scheduler raised; ``{step}``/``{name}`` are filled in."""
         if not any(f.rule == rule for f in self.notes):
@@ -538,10 +545,13 @@ class Checker:
                 when = f"before the first step of {name}"
             else:
                 when = f"between optimizer steps {h['step'] - 1} and {h['step']} of {name}"
-            msg = (f"{s}.step() ran {h['k']} times {when} (all param groups): the schedule advances "
-                   f"{h['k']}x faster than training, as when scheduler.step() runs every micro-batch "
-                   "under gradient accumulation. Step the scheduler once per optimizer step (inside the "
-                   "accumulation condition).")
+            # before the first update the count says how far ahead the schedule already is, not its
+            # rate (a loop stepping it every micro-batch of 4 steps it 3 times before the first update)
+            rate = ("the schedule runs ahead of training" if h["first"] and not h.get("before_first")
+                    else f"the schedule advances {h['k']}x faster than training")
+            msg = (f"{s}.step() ran {h['k']} times {when} (all param groups): {rate}, as when "
+                   "scheduler.step() runs every micro-batch under gradient accumulation. Step the "
+                   "scheduler once per optimizer step (inside the accumulation condition).")
         return RuntimeFinding("LR013", msg, h["step"], 0, name)
 
     def _build_LR002(self) -> Optional[RuntimeFinding]:

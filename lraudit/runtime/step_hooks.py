@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from lraudit.runtime.schedulers import _ShadowOptimizer, hookable, ratio_preserving
-from lraudit.runtime.tracker import START, Tracker
+from lraudit.runtime.tracker import ABORT, START, Tracker
 
 
 def _graph_break() -> Callable[[], None]:
@@ -112,7 +112,7 @@ class StepHooksMixin:
                 except Exception as e:  # never break training; reported at stop
                     errors.append(e)
                 if audit._pending is not None:
-                    audit._raise_pending()
+                    audit._raise_before_update(tr)
 
             return guarded_pre
 
@@ -138,7 +138,15 @@ class StepHooksMixin:
             self._errors.append(e)
         return None
 
+    def _raise_before_update(self, tr: Optional[Tracker]) -> None:
+        """strict="immediate" raises in an optimizer's pre-hook: that update will not run, so its start
+        is forgotten (step k is the k-th update applied)."""
+        if tr is not None:
+            self._guard(tr.event, ABORT)
+        self._raise_pending()
+
     def _global_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
+        tr = None
         try:
             tr = self._trackers.get(id(opt)) or self._tracker_for(opt, create=True)
             if tr is not None:
@@ -152,7 +160,7 @@ class StepHooksMixin:
         except Exception as e:
             self._errors.append(e)
         if self._pending is not None:
-            self._raise_pending()
+            self._raise_before_update(tr)
 
     def _global_post(self, opt: Any, args: Any, kwargs: Any) -> None:
         try:

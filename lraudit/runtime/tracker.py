@@ -21,7 +21,7 @@ from lraudit.runtime.lane import IDLE, RETRY_AFTER, Lane, open_lane
 from lraudit.runtime.series import ParamRecord, series_name
 
 # Event kinds of the device queue
-START, PRE, POST, SB, SE, CTOR, ATTACH, OPTCTOR, LB, LE, SKIP, NOTE, STOP, MOM = range(14)
+START, PRE, POST, SB, SE, CTOR, ATTACH, OPTCTOR, LB, LE, SKIP, NOTE, STOP, MOM, ABORT = range(15)
 
 # Momentum / betas are read at these observations only (never per optimizer step) ...
 _READS_PARAMS = frozenset((START, CTOR, LE))
@@ -415,6 +415,8 @@ class Tracker:
             c.load_end(vals)  # type: ignore[arg-type]
         elif kind == SKIP:
             c.skip()
+        elif kind == ABORT:
+            c.abort()
         elif kind == NOTE:
             c.note(a, b)
         elif kind == START:

@@ -580,7 +580,33 @@ def test_strict_immediate_raises_at_the_first_finding_before_the_update():
             train_step(m, opt)  # raises in the pre-hook: the update never ran
     assert [f.rule for f in info.value.findings] == ["LR014"]
     assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
-    assert rules(run) == ["LR014"] and run.steps() == 2  # the step was observed, then refused
+    # the refused step is not recorded: step k is the k-th update applied
+    assert rules(run) == ["LR014"] and run.steps() == 1 and run.lrs() == [0.1]
+
+
+@pytest.mark.parametrize("targeted", [True, False])  # audit(opt)'s hooks, audit()'s global ones
+def test_strict_immediate_records_only_the_updates_applied(targeted):
+    """A manual write found at the next update's start: raised there, that update never runs, and the
+    run records exactly the updates applied (counted and read by the test's own hooks)."""
+    m = model()
+    opt = sgd(m)
+    sched = L.StepLR(opt, 100)
+    applied, used = [], []
+    opt.register_step_pre_hook(lambda o, a, k: used.append(o.param_groups[0]["lr"]))
+    opt.register_step_post_hook(lambda o, a, k: applied.append(used[-1]))
+    with pytest.raises(LRAuditError) as info:
+        with audit(opt if targeted else None, strict="immediate") as run:
+            for it in range(10):
+                if it == 5:
+                    opt.param_groups[0]["lr"] = 0.5  # fights StepLR: LR002, decided at the next update
+                train_step(m, opt)
+                sched.step()
+    # audit()'s global pre-hook runs before the optimizer's own ones: the test's pre-hook then never saw
+    # the refused update
+    assert [f.rule for f in info.value.findings] == ["LR002"] and len(applied) == 5
+    assert len(used) == (6 if targeted else 5)
+    assert run.steps() == 5 and run.lrs() == applied
+    assert [(f.rule, f.step) for f in run.findings] == [("LR002", 5)]
 
 
 def test_strict_immediate_on_a_finding_after_the_update_raises_between_steps():
