@@ -170,7 +170,7 @@ class SchedulerStepsMixin:
                  else f"{built - n} param group(s) fewer than it was built with")
         msg = (f"{name} steps {tr.name} over {n} param groups but was built for {built} ({added}, "
                f"with optimizer.add_param_group or a reload). In torch {torch.__version__.split('+')[0]} "
-               f"this step {outcome}. Build the scheduler again after adding the group (or build it "
+               f"it {outcome}. Build the scheduler again after adding the group (or build it "
                "once every group exists: unfreeze by setting the group's LR, not by adding a group).")
         info.lr017 = msg
         tr.checker.add("LR017", msg, group=new[0] if new else 0)
@@ -250,27 +250,43 @@ def _closed_form(sched: Any) -> bool:
                               L.LinearLR, L.ConstantLR)) or bool(getattr(sched, "_schedulers", None))
 
 
+# shadow steps LR017 takes to see what the scheduler does to the added groups: a StepLR leaves every group
+# alone until its next decay, so one step says nothing (bounded: a schedule quiet for longer is not judged)
+LOOKAHEAD = 1000
+
+
 def _what_torch_does(sched: Any, opt: Any, built: int, args: tuple, kwargs: dict) -> str:
-    """Run the step on a shadow copy to say what the real one will do."""
+    """Step a shadow copy (this step, then on until some group's LR changes) to say what the real one
+    will do to the groups it was not built for."""
     try:
         with patches.suppressed(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             shadow, sopt = shadow_copy(sched, opt)
             before = [float(g["lr"]) for g in sopt.param_groups]
-            try:
-                shadow.step(*args, **kwargs)
-            except Exception as e:
-                return f"raises {type(e).__name__}: {e}"
-            after = [float(g["lr"]) for g in sopt.param_groups]
+            after = before
+            for k in range(LOOKAHEAD):
+                try:
+                    shadow.step(*args, **kwargs) if k == 0 else shadow.step()
+                except Exception as e:
+                    when = "at this step" if k == 0 else f"at its step {k + 1} from here"
+                    return f"raises {type(e).__name__} {when}: {e}"
+                after = [float(g["lr"]) for g in sopt.param_groups]
+                if after != before:
+                    break
     except Exception:
         return "cannot be predicted"
     new = list(range(built, len(after)))
     if not new:
         return "runs, but the scheduler's per-group state no longer lines up with the groups"
     moved = [j for j in new if before[j] != after[j]]
+    when = "at this step" if k == 0 else f"at its step {k + 1} from here"
     if not moved:
-        return f"leaves group(s) {', '.join(map(str, new))} unscheduled (their LR stays as it is)"
+        if after == before:
+            return (f"changes no group's LR within {LOOKAHEAD} steps, so what it does to group(s) "
+                    f"{', '.join(map(str, new))} cannot be seen yet")
+        return (f"leaves group(s) {', '.join(map(str, new))} unscheduled (their LR stays as it is while the "
+                f"others change {when})")
     j = moved[0]
     return (f"schedules group(s) {', '.join(map(str, moved))} from their own current LR with factors meant "
-            f"for other groups (group {j}: {fmt(before[j])} -> {fmt(after[j])} at this step); the "
+            f"for other groups (group {j}: {fmt(before[j])} -> {fmt(after[j])} {when}); the "
             "scheduler has no base LR for them")

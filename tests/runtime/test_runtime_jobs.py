@@ -216,8 +216,33 @@ def test_lr017_lambda_lr_is_explained_before_torch_raises():
     assert rules(run) == ["LR017"]
     f = run.findings[0]
     assert f.group == 1 and "built for 1 (param group(s) 1 added after it was built" in f.message
-    assert "raises ValueError: zip() argument 2 is shorter than argument 1" in f.message
+    assert "raises ValueError at this step: zip() argument 2 is shorter than argument 1" in f.message
     assert any("LR017" in n for n in info.value.__notes__)
+
+
+def test_lr017_says_what_the_scheduler_does_to_the_new_group_at_its_next_change():
+    """StepLR at a step that changes no group: the message looks ahead to the decay that does, and that
+    is what the real run then does to the added group (the test's own record)."""
+    m = model()
+    opt = torch.optim.SGD(m[0].parameters(), lr=0.1)
+    sched = L.StepLR(opt, step_size=2, gamma=0.5)
+    used = []
+    opt.register_step_pre_hook(lambda o, a, k: used.append([g["lr"] for g in o.param_groups]))
+    with audit(opt) as run:
+        for _ in range(2):
+            train_step(m, opt)
+            sched.step()
+        opt.add_param_group({"params": m[1].parameters(), "lr": 0.01})
+        for _ in range(3):  # the first step after the new group changes nothing (last_epoch 3), the next decays
+            train_step(m, opt)
+            sched.step()
+        train_step(m, opt)
+    assert rules(run) == ["LR017"]
+    assert ("In torch {} it schedules group(s) 1 from their own current LR with factors meant for other "
+            "groups (group 1: 0.01 -> 0.005 at its step 2 from here)".format(torch.__version__.split("+")[0])
+            in run.findings[0].message)
+    assert [row[1] for row in used[2:]] == [0.01, 0.01, 0.005, 0.005]  # what torch did
+    assert run.lrs(1) == [0.01, 0.01, 0.005, 0.005]
 
 
 def test_lr017_strict_immediate_raises_instead_of_the_step():
@@ -233,7 +258,7 @@ def test_lr017_strict_immediate_raises_instead_of_the_step():
             sched.step()
     assert sched.last_epoch == 1  # the real step never ran
     assert [f.rule for f in info.value.findings] == ["LR017"]
-    assert "raises KeyError: 'initial_lr'" in str(info.value)
+    assert "raises KeyError at this step: 'initial_lr'" in str(info.value)
 
 
 def test_lr017_silent_when_the_scheduler_is_rebuilt_after_the_new_group():
