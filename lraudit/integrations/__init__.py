@@ -41,6 +41,11 @@ class AuditSession:
     def active(self) -> bool:
         return self._audit is not None
 
+    @property
+    def audit(self):
+        """The running :class:`~lraudit.runtime.auditor.Audit`, or None."""
+        return self._audit
+
     def start(self, optimizers, schedulers=None):
         from lraudit.runtime import audit
 

@@ -24,11 +24,21 @@ from the start) and stops
 at ``on_train_end`` (or ``on_exception``), where the report is printed and the trajectory saved on the
 global-zero rank. Under DDP every rank records and the ranks compare at stop (LR016).
 
+Lightning steps the schedulers of ``configure_optimizers`` itself, through the module's
+``lr_scheduler_step`` hook, when their ``interval``/``frequency`` says a step is due: an
+``interval="epoch"`` one only at the end of a full epoch. While the audit runs the callback counts those
+hook calls (the module's ``lr_scheduler_step`` is wrapped on the instance, and restored at stop), so a
+scheduler Lightning never asked to step (``max_steps`` reached within the first epoch) is not LR005,
+while one it asked and that never stepped (an ``lr_scheduler_step`` override that forgets
+``scheduler.step()``) still is. Under manual optimization Lightning steps nothing: those schedulers
+stay the training step's job, and LR005 applies to them as to any.
+
 Lightning is imported when the class is first used: ``lightning.pytorch`` or ``pytorch_lightning``,
 whichever is installed (both bases when both are already imported, so either ``Trainer`` accepts it).
 """
 from __future__ import annotations
 
+import functools
 import sys
 
 from lraudit.integrations import AuditSession, missing_extra
@@ -70,6 +80,53 @@ def lightning_order(trainer):
     return ordered + [o for o in optimizers if not any(o is x for x in ordered)]
 
 
+class _SchedulerCalls:
+    """The schedulers Lightning's loop asked to step during one fit: the module's ``lr_scheduler_step``
+    hook, wrapped on the instance (Lightning looks it up there at each call) and restored by
+    :meth:`restore`. The wrapper only counts; what the hook does is unchanged."""
+
+    _HOOK = "lr_scheduler_step"
+
+    def __init__(self, module):
+        self.asked = set()  # ids of the schedulers the hook was called with
+        self._module = module
+        self._own = module.__dict__.get(self._HOOK, _MISSING)  # an instance attribute of the user's
+        hook = getattr(module, self._HOOK)
+        asked = self.asked
+
+        @functools.wraps(hook)
+        def lr_scheduler_step(scheduler, *args, **kwargs):
+            asked.add(id(scheduler))
+            return hook(scheduler, *args, **kwargs)
+
+        self._wrapper = lr_scheduler_step
+        module.__dict__[self._HOOK] = lr_scheduler_step
+
+    def was_asked(self, scheduler) -> bool:
+        return id(scheduler) in self.asked
+
+    def restore(self) -> None:
+        module, self._module = self._module, None
+        if module is None or module.__dict__.get(self._HOOK) is not self._wrapper:
+            return  # already restored, or replaced since by someone else: theirs stays
+        if self._own is _MISSING:
+            del module.__dict__[self._HOOK]
+        else:
+            module.__dict__[self._HOOK] = self._own
+
+
+_MISSING = object()
+
+
+def _loop_stepped_schedulers(trainer, pl_module):
+    """The schedulers Lightning's loop steps itself: those of ``configure_optimizers`` under automatic
+    optimization (under manual optimization the training step steps them, or nothing does)."""
+    if not getattr(pl_module, "automatic_optimization", False):
+        return []
+    configs = getattr(trainer, "lr_scheduler_configs", None) or []
+    return [c.scheduler for c in configs if getattr(c, "scheduler", None) is not None]
+
+
 class _LRAuditCallbackMixin:
     def __init__(self, strict=False, expect=None, out=None, report: bool = True, console=None,
                  log: bool = False, on_finding=None):
@@ -77,6 +134,7 @@ class _LRAuditCallbackMixin:
         self._session = AuditSession(strict=strict, expect=expect, out=out, report=report, console=console,
                                      on_finding=on_finding)
         self._log = SeriesLog() if log else None
+        self._calls = None
 
     @property
     def run(self):
@@ -88,6 +146,31 @@ class _LRAuditCallbackMixin:
             self._log = SeriesLog()
         schedulers = [getattr(c, "scheduler", None) for c in (getattr(trainer, "lr_scheduler_configs", None) or [])]
         self._session.start(lightning_order(trainer), schedulers)
+        self._watch_scheduler_calls(trainer, pl_module)
+
+    def _watch_scheduler_calls(self, trainer, pl_module):
+        self._restore_hook()
+        audit = self._session.audit
+        driven = _loop_stepped_schedulers(trainer, pl_module)
+        if audit is None or not driven:
+            return
+        try:
+            self._calls = _SchedulerCalls(pl_module)
+        except Exception:  # an unusual module: LR005 then decides as without Lightning
+            return
+        for sched in driven:
+            audit.driven_by_loop(sched, functools.partial(self._calls.was_asked, sched))
+
+    def _restore_hook(self):
+        calls, self._calls = self._calls, None
+        if calls is not None:
+            calls.restore()
+
+    def _stop(self, trainer, exc=None):
+        try:
+            self._session.stop(exc, main_process=_is_global_zero(trainer))
+        finally:
+            self._restore_hook()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self._log is not None:
@@ -101,17 +184,18 @@ class _LRAuditCallbackMixin:
 
     def on_train_end(self, trainer, pl_module):
         try:
-            self._session.stop(None, main_process=_is_global_zero(trainer))
+            self._stop(trainer)
         finally:
             if self._log is not None:
                 self._emit(trainer)  # what the last batches left (and values replayed at stop)
 
     def on_exception(self, trainer, pl_module, exception):
-        self._session.stop(exception, main_process=_is_global_zero(trainer))
+        self._stop(trainer, exception)
 
     def teardown(self, trainer, pl_module, stage):
         if self._session.active:  # fit ended without on_train_end (interrupted, or sanity-check failure)
-            self._session.stop(None, main_process=_is_global_zero(trainer))
+            self._stop(trainer)
+        self._restore_hook()
 
 
 def _is_global_zero(trainer) -> bool:

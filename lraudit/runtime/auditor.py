@@ -63,6 +63,7 @@ class Audit(StepHooksMixin, SchedulerTrackingMixin, SchedulerStepsMixin, Optimiz
         self._order: List[Tracker] = []
         self._sched: Dict[int, SchedInfo] = {}
         self._sched_list: List[SchedInfo] = []
+        self._loop_driven: Dict[int, Callable[[], bool]] = {}  # see ConclusionsMixin.driven_by_loop
         self._handles: List[Any] = []
         self._class_count: Dict[str, int] = {}
         self._tls = _Current()

@@ -103,7 +103,7 @@ class Checker:
                  emit: Optional[Emit] = None, reads_lr_first: bool = False,
                  record_positions: bool = False) -> None:
         self.name = name  # series name, "lr-SGD"
-        self.info = info  # sid -> {"name", "parent", "stepped", "ratio_preserving", "plateau"}
+        self.info = info  # sid -> {"name", "parent", "stepped", "ratio_preserving", "plateau"[, "not_due"]}
         self.where = where  # lazily locates the code around a manual write (live mode only)
         self.prior = prior  # the optimizer stepped before the audit started
         self.emit = emit  # receives each finding once it is certain
@@ -601,8 +601,8 @@ class Checker:
             return self.emitted["LR005"]
         for sid, st in self.stats.items():
             i = self.info(sid)
-            if i["parent"] is not None or st.n_top or i["stepped"]:
-                continue
+            if i["parent"] is not None or st.n_top or i["stepped"] or i.get("not_due"):
+                continue  # not_due: the loop that steps it (Lightning's) never asked for a step
             n = self.steps - st.attach_step
             if n >= LR005_MIN_STEPS:
                 return RuntimeFinding(

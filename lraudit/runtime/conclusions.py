@@ -4,14 +4,20 @@ The series of the audited optimizers, read during the run (``Run`` asks ``_live_
 into the :class:`~lraudit.runtime.run.Run` at ``stop()`` (``_finish``) with the findings: each
 checker's, then LR015 where ``expect=`` was given (see expect.py; ``expect='scheduler'`` replays the
 scheduler that drove the optimizer from its anchors). ``_finish`` then lets go of the user's objects.
+
+A scheduler a framework's loop steps when it decides a step is due (Lightning's ``interval`` and
+``frequency``) is registered with :meth:`ConclusionsMixin.driven_by_loop`; one the loop never asked to
+step had no step due yet (a ``max_steps`` smoke test shorter than the epoch of an ``interval="epoch"``
+scheduler) and is not LR005. One the loop asked, and that still never stepped, is.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, Set
 
 from lraudit.runtime import expect as expect_mod
 from lraudit.runtime.findings import RuntimeFinding
 from lraudit.runtime.run import OptimizerSeries
+from lraudit.runtime.schedulers import underlying_scheduler
 from lraudit.runtime.scheduler_tracking import SchedInfo
 from lraudit.runtime.tracker import Tracker
 
@@ -23,12 +29,38 @@ class ConclusionsMixin:
         return [OptimizerSeries(tr.name, tr.cls, list(tr.group_names), tr.checker.traj, tr.checker.steps,
                                 tr.opt, tr.params) for tr in self._order]
 
+    def driven_by_loop(self, scheduler: Any, asked: Callable[[], bool]) -> None:
+        """``scheduler`` is stepped by a framework's loop when that loop says a step is due; ``asked()``,
+        called at ``stop()``, says whether the loop asked for one during the audit."""
+        self._loop_driven[id(underlying_scheduler(scheduler))] = asked
+
+    def _not_due(self) -> Set[int]:
+        """The sids of loop-driven schedulers the loop never asked to step."""
+        out: Set[int] = set()
+        for info in self._sched_list:
+            asked = self._loop_driven.get(id(info.sched))
+            if asked is None:
+                continue
+            try:
+                due = asked()
+            except Exception as e:  # cannot tell: LR005 decides as for any scheduler
+                self._errors.append(e)
+                continue
+            if not due:
+                out.add(info.sid)
+        return out
+
     def _finish(self) -> None:
         for tr in self._order:
             tr.flush(wait=True)
+        not_due = self._not_due() if self._loop_driven else set()
+        info = None
+        if not_due:
+            def info(sid: int, _base=self._info_dict) -> dict:
+                return dict(_base(sid), not_due=sid in not_due)
         findings: List[RuntimeFinding] = []
         for tr in self._order:
-            findings.extend(tr.checker.finish())
+            findings.extend(tr.checker.finish(info))
         if self.expect is not None:
             for f in self._expectations():
                 findings.append(f)
@@ -40,6 +72,7 @@ class ConclusionsMixin:
         # drop strong references to the user's objects
         self._sched.clear()
         self._sched_list = []
+        self._loop_driven = {}
         self._trackers.clear()
         for tr in self._order:
             tr.opt = None

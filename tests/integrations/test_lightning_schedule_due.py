@@ -1,0 +1,121 @@
+"""LR005 under Lightning: a scheduler Lightning steps itself is reported only when a step was due.
+
+Lightning steps an ``interval="epoch"`` scheduler at the end of a full epoch, and one with ``frequency=N``
+every N batches (or epochs): a run stopped before that (a ``max_steps`` smoke test) leaves it unstepped,
+correctly. The LRs are checked against the test's own optimizer pre-hook record.
+"""
+import pytest
+
+pl = pytest.importorskip("lightning.pytorch")
+import torch  # noqa: E402
+from torch.optim.optimizer import register_optimizer_step_pre_hook  # noqa: E402
+
+from lraudit.integrations.lightning import LRAuditCallback  # noqa: E402
+
+BATCHES_PER_EPOCH = 8
+
+
+class Smoke(pl.LightningModule):
+    """One SGD group at lr=0.1 and a StepLR(step_size=1, gamma=0.5): any step it takes shows."""
+
+    def __init__(self, interval="epoch", frequency=1, manual=False):
+        super().__init__()
+        self.net = torch.nn.Linear(4, 1)
+        self.interval, self.frequency = interval, frequency
+        self.automatic_optimization = not manual
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        if not self.automatic_optimization:  # manual optimization: no scheduler step here (forgotten)
+            opt = self.optimizers()
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+            return None
+        return loss
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+        return {"optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "interval": self.interval, "frequency": self.frequency}}
+
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(0)
+        data = torch.utils.data.TensorDataset(torch.randn(4 * BATCHES_PER_EPOCH, 4, generator=g),
+                                              torch.randn(4 * BATCHES_PER_EPOCH, 1, generator=g))
+        return torch.utils.data.DataLoader(data, batch_size=4)
+
+
+class ForgetfulStep(Smoke):
+    """Overrides Lightning's hook and never steps the scheduler it is handed."""
+
+    def lr_scheduler_step(self, scheduler, metric):
+        pass
+
+
+def fit(module, **limits):
+    """Fit under the callback; returns the callback, the trainer and the LRs of the test's own pre-hook."""
+    torch.manual_seed(0)
+    cb = LRAuditCallback(report=False)
+    used = []
+    handle = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
+    try:
+        trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, accelerator="cpu", devices=1, callbacks=[cb], **limits)
+        trainer.fit(module)
+    finally:
+        handle.remove()
+    return cb, trainer, used
+
+
+def test_epoch_scheduler_not_due_within_the_first_epoch_is_silent():
+    module = Smoke("epoch")
+    cb, trainer, used = fit(module, max_steps=5)
+    assert trainer.global_step == 5 < BATCHES_PER_EPOCH
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 0  # Lightning never stepped it
+    assert cb.run.findings == []
+    assert cb.run.lrs() == used == [0.1] * 5
+    assert "lr_scheduler_step" not in vars(module)  # the counting wrapper is gone
+
+
+def test_step_scheduler_with_frequency_not_reached_is_silent():
+    cb, trainer, used = fit(Smoke("step", frequency=10), max_steps=5)
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 0
+    assert cb.run.findings == []
+    assert cb.run.lrs() == used == [0.1] * 5
+
+
+def test_epoch_scheduler_over_two_epochs_is_silent():
+    cb, trainer, used = fit(Smoke("epoch"), max_epochs=2)
+    assert used == [0.1] * BATCHES_PER_EPOCH + [0.05] * BATCHES_PER_EPOCH
+    assert cb.run.lrs() == used
+    assert cb.run.findings == []
+
+
+def test_epoch_frequency_beyond_the_run_is_silent():
+    # frequency=3 epochs, 2 epochs trained: Lightning's first step of it was never due
+    cb, trainer, used = fit(Smoke("epoch", frequency=3), max_epochs=2)
+    assert cb.run.lrs() == used == [0.1] * (2 * BATCHES_PER_EPOCH)
+    assert cb.run.findings == []
+
+
+def test_override_that_never_steps_is_still_lr005():
+    module = ForgetfulStep("epoch")
+    cb, trainer, used = fit(module, max_epochs=2)
+    assert cb.run.lrs() == used == [0.1] * (2 * BATCHES_PER_EPOCH)
+    [finding] = cb.run.findings
+    assert finding.rule == "LR005" and finding.optimizer == "lr-SGD"
+    assert "StepLR" in finding.message and f"took {2 * BATCHES_PER_EPOCH} steps" in finding.message
+    assert "lr_scheduler_step" not in vars(module)
+    # the class's own override is back in charge after fit
+    assert type(module).lr_scheduler_step is ForgetfulStep.lr_scheduler_step
+
+
+def test_manual_optimization_scheduler_never_stepped_is_lr005():
+    # Lightning steps nothing under manual optimization: the training step forgot the scheduler.
+    cb, trainer, used = fit(Smoke("epoch", manual=True), max_epochs=1)
+    assert cb.run.lrs() == used == [0.1] * BATCHES_PER_EPOCH
+    assert [f.rule for f in cb.run.findings] == ["LR005"]
