@@ -14,9 +14,18 @@ than the default one use ``all_gather_object``. Every rank
 computes the same findings, so ``strict=True`` raises on all ranks together instead of leaving some of
 them waiting in a collective.
 
-Only the steps every rank took are compared: under ``torch.distributed.algorithms.Join`` (uneven inputs)
-a rank may take fewer steps, and the steps it did not take are no divergence. When the ranks took
-different numbers of steps, :func:`compare_ranks` says so in a note (no finding).
+When every rank took the same number of steps, the series are compared step by step. Under
+``torch.distributed.algorithms.Join`` (uneven inputs) a rank that has joined takes no step while the others
+go on, so after the first Join block its updates no longer pair with the others' by index. What every
+rank shares is the schedule: it visits the same LR values in the same order, a rank that took fewer
+updates only holds each value for fewer of them (a per-epoch schedule: the same values; a per-step one:
+a prefix of them). So with uneven step counts each rank's sequence of distinct consecutive LR values
+(the run-length compressed series without its counts) is compared, and LR016 fires only when neither
+rank's sequence is a prefix of the other's; a note says that the step counts differ. A rank that never
+stepped an optimizer took 0 steps on it (the empty sequence is a prefix of every other).
+
+The second exchange carries at most :data:`MAX_RUNS_EXCHANGED` runs per series (with each series' true
+step count); the comparison then covers those runs, which is sound, and a note says the bound was hit.
 
 Like any collective, it must be reached by every rank of the group: call ``stop()`` (leave the
 ``with`` block) on all ranks, before the process group is destroyed.
@@ -25,13 +34,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 # Runs of equal values: [(lr, count), ...]. A million-step piecewise-constant series is a few pairs.
 Runs = List[Tuple[float, int]]
 SeriesKey = Tuple[str, str]  # (optimizer series name "lr-SGD", group name "pg1")
 
 MAX_RANKS_LISTED = 8
+# Runs per series sent in the second exchange (through the rendezvous store): a per-step cosine over
+# a million steps is a million runs; its first 65536 changes are enough to find where ranks part.
+MAX_RUNS_EXCHANGED = 1 << 16
 
 
 def _same(a: float, b: float) -> bool:
@@ -97,6 +109,29 @@ def local_summary(run) -> List[Tuple[str, str, int, Runs]]:
     return out
 
 
+def _steps(entry) -> int:
+    """Steps a summary entry covers: its 5th element when its runs were cut at the bound."""
+    return entry[4] if len(entry) > 4 else _length(entry[3])
+
+
+def bounded(summary, limit: int = MAX_RUNS_EXCHANGED):
+    """The summary to exchange: each series' runs cut to ``limit``, with its true step count kept."""
+    return [e if len(e[3]) <= limit else (e[0], e[1], e[2], e[3][:limit], _steps(e)) for e in summary]
+
+
+def bound_note(per_rank, limit: int = MAX_RUNS_EXCHANGED) -> Optional[str]:
+    cut: Dict[str, List[int]] = {}
+    for rank, summary in enumerate(per_rank):
+        for e in summary:
+            if _steps(e) > _length(e[3]):
+                cut.setdefault(f"{e[0]}/{e[1]}", []).append(rank)
+    if not cut:
+        return None
+    parts = "; ".join(f"{name} ({_ranks_text(ranks)})" for name, ranks in cut.items())
+    return (f"lraudit: LR016 compared only the first {limit} LR changes of a series whose LR changed more "
+            f"often than that (bound on what the ranks exchange): {parts}")
+
+
 def digest(summary) -> str:
     h = hashlib.sha256()
     for opt_name, group_name, k, runs in summary:
@@ -123,62 +158,134 @@ def _ranks_text(ranks: List[int]) -> str:
     return f"ranks {text}"
 
 
-def divergences(per_rank: List[List[Tuple[str, str, int, Runs]]]):
-    """From every rank's summary: per optimizer, the first (step index, group) where ranks differ.
+class Divergence(NamedTuple):
+    """Where the ranks' series of one optimizer part (the earliest of its groups).
 
-    Returns ``[(optimizer, group_name, group_index, step_index, {value: [ranks]})]``, one entry per
-    optimizer whose series differ, ordered as rank 0 (then the others) recorded them.
+    ``values``: ``[(lr or None, [ranks])]``. Compared step by step (equal step counts): ``step`` is the
+    0-based update index and ``run`` is None. Compared by LR sequence (uneven step counts): ``run`` is
+    the 0-based index of the run of equal LRs where the sequences part, ``starts`` maps each listed rank
+    to the update where that run starts on it, and ``step`` is the earliest of those.
+    """
+
+    optimizer: str
+    group_name: str
+    group_index: int
+    step: int
+    values: list
+    run: Optional[int] = None
+    starts: Optional[Dict[int, int]] = None
+
+
+def _by_value(pairs) -> list:
+    """``[(lr or None, [ranks])]`` from ``(rank, lr)`` pairs, in order of first appearance."""
+    by_value: Dict[str, Tuple[Optional[float], List[int]]] = {}
+    for rank, v in pairs:
+        label = "none" if v is None else float(v).hex()
+        by_value.setdefault(label, (v, []))[1].append(rank)
+    return list(by_value.values())
+
+
+def _index_parting(present: List[Optional[Runs]]) -> Optional[Tuple[int, list, None, None]]:
+    """Equal step counts: the first update index where a rank's LR differs (a missing series: at 0)."""
+    ref = next(r for r in present if r is not None)
+    first = None
+    for runs in present:
+        d = 0 if runs is None else first_difference(ref, runs, common_only=True)
+        if d is not None and (first is None or d < first):
+            first = d
+    if first is None:
+        return None
+    pairs = [(rank, None if runs is None else value_at(runs, first)) for rank, runs in enumerate(present)]
+    return first, _by_value(pairs), None, None
+
+
+def _sequence_parting(present: List[Optional[Runs]]):
+    """Uneven step counts: where the ranks' sequences of run values stop being prefixes of one another.
+
+    Every sequence must be a prefix of the longest one; the first run where one differs from it is
+    where they part. A missing series (the rank has the optimizer but not this group) parts at run 0.
+    """
+    seqs = [None if runs is None else [v for v, _ in runs] for runs in present]
+    longest = max((s for s in seqs if s is not None), key=len)
+    first = None
+    for s in seqs:
+        if s is None:
+            d: Optional[int] = 0
+        else:
+            d = next((i for i, (a, b) in enumerate(zip(s, longest)) if not _same(a, b)), None)
+        if d is not None and (first is None or d < first):
+            first = d
+    if first is None:
+        return None
+    pairs, starts = [], {}
+    for rank, (runs, s) in enumerate(zip(present, seqs)):
+        if s is None:
+            pairs.append((rank, None))
+            starts[rank] = 0
+        elif first < len(s):  # a rank whose shorter sequence ended before agrees with every other
+            pairs.append((rank, s[first]))
+            starts[rank] = sum(n for _, n in runs[:first])
+    return min(starts.values()), _by_value(pairs), first, starts
+
+
+def divergences(per_rank) -> List[Divergence]:
+    """From every rank's summary: per optimizer, the earliest point where the ranks' series differ.
+
+    One :class:`Divergence` per optimizer whose series differ, ordered as rank 0 (then the others)
+    recorded them. A series whose ranks took the same number of steps is compared step by step; one
+    whose ranks did not, by its sequence of LR values (see the module docstring).
     """
     keys: List[SeriesKey] = []
     index_of: Dict[SeriesKey, int] = {}
-    tables: List[Dict[SeriesKey, Runs]] = []
+    tables: List[Dict[SeriesKey, tuple]] = []
     for summary in per_rank:
         table = {}
-        for opt_name, group_name, k, runs in summary:
-            key = (opt_name, group_name)
-            table[key] = runs
+        for entry in summary:
+            key = (entry[0], entry[1])
+            table[key] = entry
             if key not in index_of:
-                index_of[key] = k
+                index_of[key] = entry[2]
                 keys.append(key)
         tables.append(table)
+    optimizers = [{key[0] for key in table} for table in tables]
 
-    found: Dict[str, Tuple[int, int, SeriesKey]] = {}  # optimizer -> (step index, order, key)
+    found: Dict[str, Tuple[int, int, Divergence]] = {}  # optimizer -> (step, order, divergence)
     for order, key in enumerate(keys):
-        present = [t.get(key) for t in tables]
-        ref = next(r for r in present if r is not None)
-        first = None
-        for runs in present:
-            d = 0 if runs is None else first_difference(ref, runs, common_only=True)
-            if d is not None and (first is None or d < first):
-                first = d
-        if first is None:
+        entries = [t.get(key) for t in tables]
+        counts = {_steps(e) for e in entries if e is not None}
+        # A rank that never stepped this optimizer took 0 steps on it (an empty series).
+        present = [e[3] if e is not None else ([] if key[0] not in opts else None)
+                   for e, opts in zip(entries, optimizers)]
+        if len(counts) == 1 and all(e is not None for e in entries):
+            parting = _index_parting(present)
+        else:
+            parting = _sequence_parting(present)
+        if parting is None:
             continue
+        step, values, run, starts = parting
         best = found.get(key[0])
-        if best is None or (first, order) < best[:2]:
-            found[key[0]] = (first, order, key)
-
-    out = []
-    for opt_name, (step_index, _order, key) in sorted(found.items(), key=lambda kv: kv[1][1]):
-        by_value: Dict[str, Tuple[Optional[float], List[int]]] = {}
-        for rank, table in enumerate(tables):
-            runs = table.get(key)
-            v = None if runs is None else value_at(runs, step_index)
-            label = "missing" if runs is None else ("none" if v is None else float(v).hex())
-            by_value.setdefault(label, (v, []))[1].append(rank)
-        out.append((opt_name, key[1], index_of[key], step_index, list(by_value.values())))
-    return out
+        if best is None or (step, order) < best[:2]:
+            found[key[0]] = (step, order, Divergence(key[0], key[1], index_of[key], step, values, run, starts))
+    return [d for _step, _order, d in sorted(found.values(), key=lambda t: t[1])]
 
 
 def step_counts(per_rank) -> Dict[str, Dict[int, List[int]]]:
-    """Per optimizer, the ranks grouped by the number of steps they recorded, when that differs."""
+    """Per optimizer, the ranks grouped by the number of steps they recorded, when that differs
+    (a rank that never stepped an optimizer another rank stepped took 0 steps on it)."""
+    names: List[str] = []
+    per: List[Dict[str, int]] = []
+    for summary in per_rank:
+        mine: Dict[str, int] = {}
+        for entry in summary:
+            if entry[0] not in mine:
+                mine[entry[0]] = _steps(entry)
+                if entry[0] not in names:
+                    names.append(entry[0])
+        per.append(mine)
     counts: Dict[str, Dict[int, List[int]]] = {}
-    for rank, summary in enumerate(per_rank):
-        seen = set()
-        for opt_name, _group, _k, runs in summary:
-            if opt_name in seen:
-                continue
-            seen.add(opt_name)
-            counts.setdefault(opt_name, {}).setdefault(_length(runs), []).append(rank)
+    for opt_name in names:
+        for rank, mine in enumerate(per):
+            counts.setdefault(opt_name, {}).setdefault(mine.get(opt_name, 0), []).append(rank)
     return {o: c for o, c in counts.items() if len(c) > 1}
 
 
@@ -190,17 +297,30 @@ def step_count_note(per_rank) -> Optional[str]:
     if not parts:
         return None
     return ("lraudit: the ranks took different numbers of optimizer steps (uneven inputs, e.g. under "
-            "torch.distributed.algorithms.Join), so LR016 compared only the steps every rank took: "
-            + " | ".join(parts))
+            "torch.distributed.algorithms.Join), so LR016 compared the sequence of LR values each rank "
+            "went through, not the steps one by one: " + " | ".join(parts))
 
 
-def _message(name: str, step: int, values) -> str:
-    used = "; ".join(
-        f"{_ranks_text(ranks)} took no step" if v is None else f"{_ranks_text(ranks)} used {v:.6g}"
-        for v, ranks in values
-    )
+def _used(v, ranks, starts) -> str:
+    if v is None:
+        return f"{_ranks_text(ranks)} took no step" if starts is None else f"{_ranks_text(ranks)} has no such series"
+    text = f"{_ranks_text(ranks)} used {v:.6g}"
+    if starts is None:
+        return text
+    steps = sorted({starts[r] for r in ranks})
+    shown = ", ".join(str(s) for s in steps[:MAX_RANKS_LISTED]) + (", ..." if len(steps) > MAX_RANKS_LISTED else "")
+    return text + (f" from step {shown}" if len(steps) == 1 else f" from steps {shown}")
+
+
+def _message(name: str, d: Divergence) -> str:
+    used = "; ".join(_used(v, ranks, d.starts) for v, ranks in d.values)
+    if d.run is None:
+        where = f"from optimizer step {d.step} on: {used}"
+    else:
+        where = (f"(the ranks took different numbers of steps, and their sequences of LR values part at "
+                 f"LR value {d.run + 1} of the schedule): {used}")
     return (
-        f"the LR of {name} differs across distributed ranks from optimizer step {step} on: {used}. "
+        f"the LR of {name} differs across distributed ranks {where}. "
         "Ranks that train with different LRs average gradients of different schedules; make every rank "
         "take the same LR decision (compute it identically or broadcast it from rank 0)."
     )
@@ -252,17 +372,17 @@ def compare_ranks(run, group=None) -> list:
     digests = exchange(digest(summary), world, group)
     if len(set(digests)) == 1:
         return []
-    per_rank = exchange(summary, world, group)  # only when ranks differ: every rank sees it
+    per_rank = exchange(bounded(summary), world, group)  # only when ranks differ: every rank sees it
 
     from lraudit.runtime import RuntimeFinding
 
-    note = step_count_note(per_rank)
-    if note is not None:
-        import warnings
+    for note in (step_count_note(per_rank), bound_note(per_rank)):
+        if note is not None:
+            import warnings
 
-        from lraudit.runtime.findings import LRAuditNote
+            from lraudit.runtime.findings import LRAuditNote
 
-        warnings.warn(note, LRAuditNote, stacklevel=3)
+            warnings.warn(note, LRAuditNote, stacklevel=3)
 
     findings = []
     from lraudit.runtime.series import series_name
@@ -270,16 +390,16 @@ def compare_ranks(run, group=None) -> list:
     n_groups: Dict[str, int] = {}
     for opt_name, *_ in summary:
         n_groups[opt_name] = n_groups.get(opt_name, 0) + 1
-    for opt_name, group_name, group_index, step_index, values in divergences(per_rank):
-        step = step_index  # like every runtime finding: the 0-based index of the optimizer step
-        name = series_name(opt_name, group_name, group_index, n_groups.get(opt_name, 2))
+    for d in divergences(per_rank):
+        # like every runtime finding: the 0-based index of the optimizer step (the earliest rank's)
+        name = series_name(d.optimizer, d.group_name, d.group_index, n_groups.get(d.optimizer, 2))
         findings.append(
             RuntimeFinding(
                 rule="LR016",
-                message=_message(name, step, values),
-                step=step,
-                group=group_index,
-                optimizer=opt_name,
+                message=_message(name, d),
+                step=d.step,
+                group=d.group_index,
+                optimizer=d.optimizer,
             )
         )
     return findings

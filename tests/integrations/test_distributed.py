@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from lraudit.runtime.distributed import compress, digest, divergences, first_difference, value_at
+from lraudit.runtime.distributed import (compress, digest, divergences, first_difference, step_count_note,
+                                         value_at)
 
 from .conftest import ROOT
 
@@ -46,20 +47,27 @@ def test_divergences_name_the_first_step_and_group():
     rank1 = _summary(body[:6] + [0.01] * 2, head[:3] + [0.005] * 5)  # head parts at index 3, body at 6
     assert divergences([rank0, rank0]) == []
     assert digest(rank0) == digest(_summary(list(body), list(head))) != digest(rank1)
-    [(opt, group, index, step, values)] = divergences([rank0, rank1])
-    assert (opt, group, index, step) == ("lr-SGD", "head", 1, 3)
-    assert values == [(0.05, [0]), (0.005, [1])]
+    [d] = divergences([rank0, rank1])
+    assert (d.optimizer, d.group_name, d.group_index, d.step, d.run) == ("lr-SGD", "head", 1, 3, None)
+    assert d.values == [(0.05, [0]), (0.005, [1])]
 
 
 def test_divergences_group_ranks_by_value_and_cover_missing_series():
     same = _summary([0.1] * 4, [0.1] * 4)
     odd = _summary([0.1] * 4, [0.1, 0.1, 0.2, 0.2])
-    [(_, group, _, step, values)] = divergences([same, same, odd, same])
-    assert (group, step, values) == ("head", 2, [(0.1, [0, 1, 3]), (0.2, [2])])
+    [d] = divergences([same, same, odd, same])
+    assert (d.group_name, d.step, d.values) == ("head", 2, [(0.1, [0, 1, 3]), (0.2, [2])])
+    one_group = [same[0]]  # rank 0 has the optimizer but not its group "head"
+    [d] = divergences([one_group, same])
+    assert (d.optimizer, d.group_name, d.step) == ("lr-SGD", "head", 0)
+    assert d.values == [(None, [0]), (0.1, [1])]
     extra = same + [("lr-Adam", "pg1", 0, compress([1e-3] * 4))]
-    [(opt, group, _, step, values)] = divergences([same, extra])
-    assert (opt, group, step) == ("lr-Adam", "pg1", 0)
-    assert values == [(None, [0]), (1e-3, [1])]  # rank 0 never recorded lr-Adam
+    # rank 0 never stepped lr-Adam: 0 steps on it (under Join, a rank with no batch), no divergence
+    assert divergences([same, extra]) == []
+    assert "lr-Adam: rank 0 took 0; rank 1 took 4" in step_count_note([same, extra])
+    other = same + [("lr-Adam", "pg1", 0, compress([1e-3] * 2 + [5e-4] * 2))]
+    [d] = divergences([extra, other])  # same step count: compared step by step
+    assert (d.optimizer, d.step, d.run, d.values) == ("lr-Adam", 2, None, [(1e-3, [0]), (5e-4, [1])])
 
 
 def _free_port():
