@@ -47,6 +47,19 @@ class Rule:
 
 _TORCH_SCHED_DOCS = "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
 
+
+# LR002's warm-up variant, told by both halves (checks/lr_writes.py, runtime/checker.py): a manual warm-up
+# whose writes end on the own value of a scheduler that recomputes every group's LR from its base values
+# at each step (LambdaLR's closed form). The LR is right once the warm-up ends, hence the milder level.
+LR002_WARMUP_LEVEL = WARNING
+
+
+def lr002_warmup_consequence(scheduler: str) -> str:
+    """Why a warm-up ramping to ``scheduler``'s own value is still worth fixing, though the LR is right."""
+    return (f"{scheduler} recomputes the LR from its closed form at its next step, so nothing is compounded "
+            "and the LR is right once the warm-up ends; only during it does this write decide. Consider a "
+            "warm-up scheduler (LinearLR in SequentialLR) to keep one writer")
+
 _RULES = (
     Rule(
         code="LR001",
@@ -81,7 +94,10 @@ _RULES = (
         severity=ERROR,
         fix=FIX_NONE,
         static="a write to `param_group[\"lr\"]` of an optimizer that a torch scheduler also drives",
-        runtime="LR changed between two optimizer steps by something other than a scheduler step",
+        runtime="LR changed between two optimizer steps by something other than a scheduler step; at severity "
+        "warning for a manual warm-up: writes from before the scheduler's first step that stop on its own "
+        "value, when its steps recompute every group from its base LRs (LambdaLR, OneCycleLR, CyclicLR, "
+        "CosineAnnealingWarmRestarts) and it alone writes from then on",
         what="Finds assignments to `param_group['lr']` (directly, in a loop over `optimizer.param_groups`, "
         "or in a same-module helper) on an optimizer that a `torch.optim.lr_scheduler` scheduler also "
         "drives, after that scheduler was built. A write of a LambdaLR's own closed form "
@@ -125,7 +141,8 @@ _RULES = (
         severity=WARNING,
         fix=FIX_NONE,
         static="a manual LR update that touches only some param groups of an optimizer built with several",
-        runtime="group LRs moved although the scheduler would keep their ratios, or only some groups changed",
+        runtime="one value written into every group, moving their ratios, although the scheduler keeps them; "
+        "or only some groups changed",
         what="Finds writes such as `optimizer.param_groups[0]['lr'] = x` on an optimizer built with "
         "several param groups, when the function does not also write the other groups; and a helper that "
         "receives any optimizer and writes only `param_groups[0]['lr']` (`set_lr(optimizer, lr)`), unless "

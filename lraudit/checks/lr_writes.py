@@ -10,7 +10,7 @@ from lraudit.analysis.nodes import GroupSlice
 from lraudit.analysis.trace import Arm, Event, Frame, Loop, arms_not_shared, exclusive
 from lraudit.analysis.values import ALL, OptimizerObj, SchedulerObj, known_options
 from lraudit.analysis.known import LR_SCHEDULER
-from lraudit.catalog import INFO, WARNING
+from lraudit.catalog import INFO, LR002_WARMUP_LEVEL, lr002_warmup_consequence
 from lraudit.checks.base import Report, StaticRule, describe_scheduler
 
 _ITERATION_NAMES = ("step", "epoch", "iter", "idx", "it")
@@ -106,11 +106,9 @@ class ManualWriteWithScheduler(StaticRule):
                             yield self.report(
                                 write.node,
                                 f"manual warm-up written over {name} (line {model.line(scheduler.site)}), "
-                                f"ramping to the scheduler's own value (`{formula}`): {name} recomputes the LR "
-                                "from its closed form at its next step, so nothing is compounded and the LR is "
-                                "right once the warm-up ends; only during it does this write decide. Consider a "
-                                "warm-up scheduler (SequentialLR) to keep one writer",
-                                severity=WARNING,
+                                f"ramping to the scheduler's own value (`{formula}`): "
+                                + lr002_warmup_consequence(name),
+                                severity=LR002_WARMUP_LEVEL,
                             )
                         break
                     kind = ("multiplies the written value from then on" if scheduler.kind.chainable

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Tuple
 
+from lraudit.catalog import LR002_WARMUP_LEVEL, lr002_warmup_consequence
 from lraudit.runtime.findings import RuntimeFinding
 from lraudit.runtime.series import Trajectory, same
 
@@ -103,7 +104,8 @@ class Checker:
                  emit: Optional[Emit] = None, reads_lr_first: bool = False,
                  record_positions: bool = False) -> None:
         self.name = name  # series name, "lr-SGD"
-        self.info = info  # sid -> {"name", "parent", "stepped", "ratio_preserving", "plateau"[, "not_due"]}
+        # sid -> {"name", "parent", "stepped", "ratio_preserving", "recomputes", "plateau"[, "not_due"]}
+        self.info = info
         self.where = where  # lazily locates the code around a manual write (live mode only)
         self.prior = prior  # the optimizer stepped before the audit started
         self.emit = emit  # receives each finding once it is certain
@@ -112,6 +114,17 @@ class Checker:
         self.emitted: Dict[str, RuntimeFinding] = {}
         self.extra: List[RuntimeFinding] = []  # decided outside (LR017-LR019): kept as they were emitted
         self.lr002: Optional[Tuple[Write, str]] = None
+        # LR002 over a scheduler that recomputes every group from its base values (LambdaLR) may be a
+        # warm-up: writes from before its first step that stop on its own value, after which it alone
+        # writes. The verdict waits (see _lr002_for); these hold what it needs.
+        self.sched_ref: Dict[int, Tuple[Optional[int], list]] = {}  # sid -> (its step's first idx, LRs it left)
+        self.sched_base: Dict[int, list] = {}  # sid -> the LRs when it was built: their ratios are the ones kept
+        self.reach: Tuple[int, ...] = ()  # schedulers whose own LRs the last write left in every group
+        self.reach_vals: Optional[list] = None  # the LRs right after the last write
+        self.lr002_pending: Optional[int] = None  # the scheduler of a possible warm-up: LR002 not decided yet
+        self.lr002_wait = False  # pending, and the last write did not reach its value (the lane stays off)
+        self.lr002_armed = False  # ... and it stepped since: the next update without a write decides
+        self.lr002_warmup: Optional[int] = None  # decided: a warm-up that handed over to this scheduler
         self.lr004_ratio: Optional[tuple] = None
         self.lr011: Optional[Tuple[int, int, int]] = None
         self.raw = True  # observations are the group dicts' own float objects (no conversion)
@@ -170,6 +183,8 @@ class Checker:
             self.iskips += 1
             self.nskips += 1
             return
+        if self.lr002_armed:
+            self._lr002_fight()
         if vals != self.traj.last_row and not self.reads_lr_first:
             # the update used the LR as it was after the closure (LBFGS read it before calling it)
             self._check_valid(vals)
@@ -181,6 +196,8 @@ class Checker:
     def post_unchanged(self) -> None:
         """``post`` for a step without a closure nor ``found_inf``: the LRs are those seen at ``pre``."""
         self.idx += 1
+        if self.lr002_armed:
+            self._lr002_fight()
         if self.steps and not self.hits:
             # the canonical interval (_close_interval's first case) without its calls: runs at every step
             ic = self.icount
@@ -227,6 +244,11 @@ class Checker:
         self.idx += 1
         self.last = vals
         self.past_end = (sid, past_end) if past_end else None
+        st = self.stats.get(sid)
+        if st is not None:
+            self.sched_ref[sid] = (st.last_idx, vals)
+        if self.lr002_wait and self.lr002_pending == sid:
+            self.lr002_armed = True
 
     def ctor(self, vals: list, sid: int, restart_of: Optional[int]) -> None:
         """A scheduler built during the audit; ``restart_of``: the same kind of scheduler it restarts
@@ -237,13 +259,19 @@ class Checker:
         st = self._stat(sid)
         st.attach_idx = self.idx
         st.attach_step = self.steps
+        self.sched_ref[sid] = (st.last_idx, vals)
+        self.sched_base[sid] = vals
         if restart_of is not None:
             self._hit("LR006", step=self.steps, group=0, kind="scheduler", sid=sid)
             self._emit("LR006")
 
     def attach(self, sid: int) -> None:
         """A scheduler that already drove this optimizer when the audit started."""
-        self._stat(sid)
+        st = self._stat(sid)
+        if self.last is not None and not self.n_writes and sid not in self.sched_ref:
+            # nothing wrote the groups during the audit: they hold what it left (built or last stepped)
+            self.sched_ref[sid] = (st.last_idx, self.last)
+            self.sched_base[sid] = self.last
 
     def opt_ctor(self, cls_name: str) -> None:
         """A rebuild of this optimizer (same class, same parameters, weights not rewritten) after it
@@ -263,6 +291,9 @@ class Checker:
         self.idx += 1
         self.last = vals
         self.past_end = None
+        self.sched_ref.clear()  # what the schedulers left is no longer in the groups
+        if self.lr002_pending is not None:  # a load in the middle of a warm-up: not the plain case
+            self._lr002_fight()
 
     def skip(self) -> None:
         self.iskips += 1
@@ -403,6 +434,7 @@ class Checker:
             for w in self.writes + ([self.last_write] if self.last_write else []):
                 if self._lr002_for(w):
                     break
+            self.lr002_wait = self.lr002_pending is not None and self.lr002_pending not in self.reach
         if self.lr004_ratio is None and self.first_partial is None:
             for w, old, new in self.ratio_writes:  # type: ignore[misc]
                 if self._lr004_ratio_for(w, old, new):
@@ -417,8 +449,17 @@ class Checker:
         if not fighting:
             return False
         self.lr002 = (w, ", ".join(sorted({self.sched_name(sid) for sid in fighting})))
+        if len(fighting) == 1 and self._may_be_warmup(fighting[0], w):
+            self.lr002_pending = fighting[0]  # decided when the writes stop (or resume after a hand-over)
+            return True
         self._emit("LR002")
         return True
+
+    def _may_be_warmup(self, sid: int, w: Write) -> bool:
+        """The writes began before the scheduler's first step, and its steps recompute every group from
+        its base values (a write never leaks into its schedule)."""
+        st = self.stats[sid]
+        return (st.first_idx is None or w.idx < st.first_idx) and bool(self.info(sid).get("recomputes"))
 
     def _lr004_ratio_for(self, w: "Write", old: list, new: list) -> bool:
         if self.lr004_ratio is not None:
@@ -457,9 +498,18 @@ class Checker:
             return  # only new groups (add_param_group), or values written back unchanged
         self.past_end = None
         self.n_writes += 1
+        if self.sched_ref:
+            self._fresh_refs(old)
         partial = n_old >= 2 and len(changed) < n_old and not self._wrote_all(old, vals, changed, n)
         self.written.update(changed)
-        ratio = not partial and n >= 2 and len(changed) == n_old and _ratios_changed(old, vals, n)
+        # LR004's ratio case judges the write: one value written into every group (the catalogue's
+        # ``g["lr"] = new_lr``) that moved the ratios between groups, and not to the ratios a scheduler
+        # keeps (those of the LRs it was built on). A write giving each group its own value (a
+        # per-group warm-up) decided each group's LR on purpose; one handing the groups back to their
+        # schedule restores its ratios.
+        ratio = (not partial and n >= 2 and len(changed) == n_old and _one_value(vals, n)
+                 and _ratios_changed(old, vals, n)
+                 and all(_ratios_changed(base, vals, n) for base in self.sched_base.values() if len(base) >= n))
         keep = len(self.writes) < _KEEP_WRITES or (partial and self.first_partial is None) or (
             ratio and len(self.ratio_writes) < _KEEP_WRITES)
         where = None
@@ -469,7 +519,12 @@ class Checker:
                   at if sid is None else f"{at}:{self.sched_name(sid)}", where, partial, ratio)
         if len(self.writes) < _KEEP_WRITES:
             self.writes.append(w)
+        prev = self.last_write
         self.last_write = w
+        if self.lr002_pending is not None:
+            self._warmup_write(prev, w)
+        if self.lr002 is None or self.lr002_pending is not None:
+            self._reached(vals)
         if partial:
             self.n_partial += 1
             if self.first_partial is None:
@@ -482,6 +537,56 @@ class Checker:
             self._lr004_ratio_for(w, list(old[:n]), list(vals[:n]))
         if self.lr002 is None:
             self._lr002_for(w)
+        self.lr002_wait = self.lr002_pending is not None and self.lr002_pending not in self.reach
+
+    # -- a manual warm-up over a scheduler that recomputes the LRs (LR002 at warning) ---------------
+    def _reached(self, vals: list) -> None:
+        """Which schedulers' own LRs the write left in every group: those each one set at its last step
+        (or construction), see _fresh_refs."""
+        self.reach = tuple(sid for sid, (_, ref) in self.sched_ref.items()
+                           if len(ref) == len(vals) and all(map(_close, vals, ref)))
+        self.reach_vals = vals
+
+    def _fresh_refs(self, old: list) -> None:
+        """Before a write: the LRs each scheduler left (``sched_ref``), brought up to date. A step the
+        steady lane took was not seen by sched_end, but nobody wrote after it (a write ends the lane),
+        so the LRs just before this write are what it set."""
+        ref_of = self.sched_ref
+        for sid, (begin, ref) in ref_of.items():
+            st = self.stats.get(sid)
+            last = st.last_idx if st is not None else None
+            if last != begin:
+                ref_of[sid] = (last, old)
+
+    def _warmup_write(self, prev: Optional[Write], w: Write) -> None:
+        """A write while the verdict waits: after the scheduler took over from a write that reached its
+        value, writing again is no warm-up, it fights the scheduler."""
+        self.lr002_armed = False
+        st = self.stats[self.lr002_pending]  # type: ignore[index]
+        if (prev is not None and self.lr002_pending in self.reach and st.last_idx is not None
+                and st.last_idx >= prev.idx):  # equal: prev was seen as that step began
+            self._lr002_fight()
+
+    def _lr002_fight(self) -> None:
+        """The waiting verdict is the plain LR002 (two writers fight), certain now."""
+        self.lr002_pending = None
+        self.lr002_wait = self.lr002_armed = False
+        self._emit("LR002")
+
+    def _decide_lr002(self) -> None:
+        """At the end: a warm-up when its last write left every group at the scheduler's own LRs and
+        the scheduler, the only one stepping, stepped after it (from then on it alone wrote)."""
+        sid = self.lr002_pending
+        if sid is None:
+            return
+        w = self.last_write
+        st = self.stats[sid]
+        alone = all(s == sid or not x.n_top for s, x in self.stats.items())
+        if (w is not None and sid in self.reach and st.last_idx is not None and st.last_idx >= w.idx
+                and alone):
+            self.lr002_warmup = sid
+        self.lr002_pending = None
+        self.lr002_wait = self.lr002_armed = False
 
     # -- verdicts --------------------------------------------------------------------------------
     def finish(self, info: Optional[Callable[[int], dict]] = None) -> List[RuntimeFinding]:
@@ -490,6 +595,7 @@ class Checker:
         if info is not None:
             self.info = info
         self._merge_lr001()
+        self._decide_lr002()
         out: List[RuntimeFinding] = []
         for note in self.notes:  # an explained exception; a finding seen before it says more
             if note.rule not in self.hits:
@@ -559,6 +665,17 @@ class Checker:
             return None
         w, names = self.lr002
         g = w.groups[0]
+        if self.lr002_warmup is not None and self.last_write is not None:
+            s = self.sched_name(self.lr002_warmup)
+            last = self.last_write
+            return RuntimeFinding(
+                "LR002",
+                f"manual warm-up written over {s} into the param groups of {self.name}: {self.n_writes} "
+                f"changes outside any scheduler step, from before optimizer step {w.step} ({_where(w)}) to "
+                f"before step {last.step}, ramping to the scheduler's own value (the last write left "
+                f"{fmt_list(self.reach_vals or ())}, the LRs {s} had set, and {s} alone wrote them from its "
+                f"next step on): {lr002_warmup_consequence(s)}.",
+                w.step, g, self.name, LR002_WARMUP_LEVEL)
         more = f" {self.n_writes} such changes in total." if self.n_writes > 1 else ""
         return RuntimeFinding(
             "LR002",
@@ -588,9 +705,9 @@ class Checker:
             w, old, new, keeper = self.lr004_ratio
             return RuntimeFinding(
                 "LR004",
-                f"every param group of {name} changed LR outside any scheduler before optimizer step "
-                f"{w.step} ({_where(w)}), and the ratios between groups moved (to group 0: "
-                f"{fmt_list(_ratios(old))} -> {fmt_list(_ratios(new))}) although "
+                f"one value ({fmt(new[0])}) was written into every param group of {name} outside any "
+                f"scheduler before optimizer step {w.step} ({_where(w)}), so the ratios between groups "
+                f"moved (to group 0: {fmt_list(_ratios(old))} -> {fmt_list(_ratios(new))}) although "
                 f"{self.sched_name(keeper)}, which keeps those ratios, drives this optimizer. Scale each "
                 "group's own LR instead of writing one value into every group.",
                 w.step, w.groups[0], name)
@@ -707,6 +824,16 @@ def _clamp_like(old: list, new: list, changed: list, n: int) -> bool:
         if up and not new[j] >= bound:
             return False
     return True
+
+
+def _close(a: float, b: float) -> bool:
+    return a == b or abs(a - b) <= _RATIO_RTOL * max(abs(a), abs(b))
+
+
+def _one_value(vals: list, n: int) -> bool:
+    """Every group holds the same LR (within the ratio tolerance)."""
+    v = vals[0]
+    return all(_close(vals[j], v) for j in range(1, n))
 
 
 def _ratios_changed(old: list, new: list, n: int) -> bool:

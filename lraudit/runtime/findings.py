@@ -27,6 +27,9 @@ class RuntimeFinding:
     step: Optional[int] = None  # 0-based index of the optimizer step concerned (within the audit)
     group: Optional[int] = None  # param group index (0-based)
     optimizer: Optional[str] = None  # series name, "lr-SGD"
+    # The finding's own severity when its consequence is milder than the rule's (the LR is right here),
+    # as the static half's Finding.level; None: the catalogue's.
+    level: Optional[str] = None
 
     @property
     def name(self) -> str:
@@ -34,17 +37,21 @@ class RuntimeFinding:
 
     @property
     def severity(self) -> str:
-        return catalog.RULES[self.rule].severity
+        return self.level or catalog.RULES[self.rule].severity
 
     def to_dict(self) -> dict:
-        """The finding as it appears in the trajectory file (DESIGN.md section 4)."""
-        return {
+        """The finding as it appears in the trajectory file (DESIGN.md section 4); ``severity`` only
+        when the finding has its own."""
+        out = {
             "rule": self.rule,
             "message": self.message,
             "step": self.step,
             "group": self.group,
             "optimizer": self.optimizer,
         }
+        if self.level is not None:
+            out["severity"] = self.level
+        return out
 
     def __str__(self) -> str:
         where = []
@@ -55,4 +62,5 @@ class RuntimeFinding:
         if self.group is not None:
             where.append(f"group {self.group}")
         loc = f" [{', '.join(where)}]" if where else ""
-        return f"{self.rule} {self.name}{loc}: {self.message}"
+        level = f" ({self.level})" if self.level is not None else ""
+        return f"{self.rule} {self.name}{level}{loc}: {self.message}"

@@ -224,6 +224,26 @@ def ratio_preserving(sched: Any) -> bool:
     return False
 
 
+# schedulers whose step computes every group's LR from values fixed at construction (``base_lrs``, the
+# group's ``initial_lr``/``max_lr``/``min_lr``) and never reads the current ``group["lr"]``: whatever was
+# written in between, their next step puts each group back on its own schedule. StepLR, ExponentialLR,
+# MultiplicativeLR, LinearLR, ConstantLR, PolynomialLR and CosineAnnealingLR multiply (or, for the
+# cosine, update recursively) the current value instead, so a write leaks into the schedule.
+_RECOMPUTING = (L.LambdaLR, L.OneCycleLR, L.CyclicLR, L.CosineAnnealingWarmRestarts)
+
+
+def recomputes_each_step(sched: Any) -> bool:
+    """True when ``sched.step()`` sets each group's LR from its own base values, whatever the group
+    holds (LambdaLR's ``base_lr * lr_lambda(epoch)``); a subclass counts only with torch's own
+    ``get_lr`` and ``step``. Composites (SequentialLR, ChainedScheduler) do not: their children
+    restart or multiply."""
+    for cls in _RECOMPUTING:
+        if isinstance(sched, cls):
+            kind = type(sched)
+            return kind.get_lr is cls.get_lr and kind.step is cls.step
+    return False
+
+
 def describe(sched: Any) -> str:
     return type(sched).__name__
 

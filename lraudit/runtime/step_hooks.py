@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from lraudit.runtime.schedulers import _ShadowOptimizer, hookable, ratio_preserving
+from lraudit.runtime.schedulers import _ShadowOptimizer, hookable, ratio_preserving, recomputes_each_step
 from lraudit.runtime.tracker import ABORT, START, Tracker
 
 
@@ -64,6 +64,7 @@ class StepHooksMixin:
             "parent": i.parent,
             "stepped": i.stepped,
             "ratio_preserving": ratio_preserving(i.sched),
+            "recomputes": recomputes_each_step(i.sched),
             "plateau": i.plateau,
         }
 

@@ -26,12 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from lraudit.atomic import replace_atomically
+from lraudit.catalog import ERROR, INFO, WARNING
 from lraudit.runtime.series import series_name
 
 VERSION = 2
 READABLE = (1, 2)
 PARAM_KEYS = ("momentum", "beta1", "beta2")
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_LEVELS = (ERROR, WARNING, INFO)
 
 
 class TrajectoryError(ValueError):
@@ -150,6 +152,8 @@ def _finding(f: Any) -> Dict[str, Any]:
         "group": f.get("group"),
         "optimizer": f.get("optimizer"),
     }
+    if f.get("severity") in _LEVELS:  # a finding's own, milder than its rule's (absent: the rule's)
+        out["severity"] = f["severity"]
     if not _opt_int(out["step"]):
         raise _Bad(f"a finding's step {out['step']!r} is not an integer")
     if not (_opt_int(out["group"]) or isinstance(out["group"], str)):
