@@ -33,6 +33,11 @@ while one it asked and that never stepped (an ``lr_scheduler_step`` override tha
 ``scheduler.step()``) still is. Under manual optimization Lightning steps nothing: those schedulers
 stay the training step's job, and LR005 applies to them as to any.
 
+Without the callback (``lraudit run``, or ``audit()`` around ``Trainer.fit``) the audit does the same
+for a scheduler built inside a LightningModule's ``configure_optimizers`` while it runs
+(:func:`watch_built_scheduler`): the hook is wrapped from then until the audit stops, and at the end
+the trainer's ``lr_scheduler_configs`` say whether Lightning's loop steps it.
+
 Lightning is imported when the class is first used: ``lightning.pytorch`` or ``pytorch_lightning``,
 whichever is installed (both bases when both are already imported, so either ``Trainer`` accepts it).
 """
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import weakref
 
 from lraudit.integrations import AuditSession, missing_extra
 from lraudit.integrations.series_log import SeriesLog
@@ -105,6 +111,9 @@ class _SchedulerCalls:
     def was_asked(self, scheduler) -> bool:
         return id(scheduler) in self.asked
 
+    def remove(self) -> None:  # undone with an audit's hooks (Audit.driven_by_loop's ``undo``)
+        self.restore()
+
     def restore(self) -> None:
         module, self._module = self._module, None
         if module is None or module.__dict__.get(self._HOOK) is not self._wrapper:
@@ -125,6 +134,56 @@ def _loop_stepped_schedulers(trainer, pl_module):
         return []
     configs = getattr(trainer, "lr_scheduler_configs", None) or []
     return [c.scheduler for c in configs if getattr(c, "scheduler", None) is not None]
+
+
+_MAX_FRAMES = 40  # frames looked at above a scheduler's construction for configure_optimizers
+_WATCHED = weakref.WeakKeyDictionary()  # Audit -> {id(module): _SchedulerCalls} (runtime path)
+
+
+def watch_built_scheduler(audit, scheduler) -> None:
+    """Called by the audit for each scheduler built while it runs, once Lightning is imported: one built
+    inside a LightningModule's ``configure_optimizers`` is registered with ``audit.driven_by_loop``, and
+    the module's ``lr_scheduler_step`` calls are counted until the audit stops."""
+    module = _configuring_module(sys._getframe(1))
+    if module is None:
+        return
+    watched = _WATCHED.get(audit)
+    if watched is None:
+        watched = _WATCHED[audit] = {}
+    calls = watched.get(id(module))
+    undo = None
+    if calls is None:
+        calls = undo = watched[id(module)] = _SchedulerCalls(module)
+    audit.driven_by_loop(scheduler, functools.partial(_asked_by_lightning, module, scheduler, calls), undo)
+
+
+def _configuring_module(frame):
+    """The LightningModule whose ``configure_optimizers`` runs in ``frame`` or above it, else None."""
+    bases = tuple(getattr(sys.modules.get(m), "LightningModule", None) for m in _FLAVOURS)
+    bases = tuple(b for b in bases if isinstance(b, type))
+    for _ in range(_MAX_FRAMES):
+        if frame is None or not bases:
+            return None
+        code = frame.f_code
+        if code.co_name == "configure_optimizers" and code.co_argcount:
+            owner = frame.f_locals.get(code.co_varnames[0])  # the method's self, whatever its name
+            if isinstance(owner, bases):
+                return owner
+        frame = frame.f_back
+    return None
+
+
+def _asked_by_lightning(module, scheduler, calls) -> bool:
+    """At the audit's end: False only when Lightning's loop steps ``scheduler`` (it is in the trainer's
+    scheduler configs, under automatic optimization) and never asked to. Anything else: True, so that
+    LR005 decides as for any scheduler."""
+    trainer = getattr(module, "_trainer", None)
+    if trainer is None or not getattr(module, "automatic_optimization", False):
+        return True
+    configs = getattr(trainer, "lr_scheduler_configs", None) or []
+    if not any(getattr(c, "scheduler", None) is scheduler for c in configs):
+        return True
+    return calls.was_asked(scheduler)
 
 
 class _LRAuditCallbackMixin:

@@ -29,10 +29,13 @@ class ConclusionsMixin:
         return [OptimizerSeries(tr.name, tr.cls, list(tr.group_names), tr.checker.traj, tr.checker.steps,
                                 tr.opt, tr.params) for tr in self._order]
 
-    def driven_by_loop(self, scheduler: Any, asked: Callable[[], bool]) -> None:
+    def driven_by_loop(self, scheduler: Any, asked: Callable[[], bool], undo: Any = None) -> None:
         """``scheduler`` is stepped by a framework's loop when that loop says a step is due; ``asked()``,
-        called at ``stop()``, says whether the loop asked for one during the audit."""
+        called at ``stop()``, says whether the loop asked for one during the audit. ``undo``: what
+        watching the loop installed, removed (``undo.remove()``) with the audit's hooks."""
         self._loop_driven[id(underlying_scheduler(scheduler))] = asked
+        if undo is not None:
+            self._handles.append(undo)
 
     def _not_due(self) -> Set[int]:
         """The sids of loop-driven schedulers the loop never asked to step."""

@@ -149,6 +149,10 @@ class SchedulerTrackingMixin:
                 if getattr(s, "last_epoch", None) == 0 and not _agrees(s, getattr(tr, "restored_lrs", None)):
                     tr.resume[info.sid] = 0  # built fresh (not with last_epoch=N) after a resume, elsewhere
             self._snapshot(info, tr)
+            if "lightning.pytorch" in sys.modules or "pytorch_lightning" in sys.modules:
+                from lraudit.integrations.lightning import watch_built_scheduler
+
+                watch_built_scheduler(self, s)  # built in configure_optimizers: Lightning may step it
         except Exception as e:
             self._errors.append(e)
         if self._pending is not None:

@@ -2,14 +2,17 @@
 
 Lightning steps an ``interval="epoch"`` scheduler at the end of a full epoch, and one with ``frequency=N``
 every N batches (or epochs): a run stopped before that (a ``max_steps`` smoke test) leaves it unstepped,
-correctly. The LRs are checked against the test's own optimizer pre-hook record.
+correctly. Each case runs under the callback and under a plain ``audit()`` around ``Trainer.fit`` (as
+``lraudit run`` does). The LRs are checked against the test's own optimizer pre-hook record.
 """
 import pytest
 
 pl = pytest.importorskip("lightning.pytorch")
 import torch  # noqa: E402
+from lightning.pytorch.utilities.model_helpers import is_overridden  # noqa: E402
 from torch.optim.optimizer import register_optimizer_step_pre_hook  # noqa: E402
 
+from lraudit import audit  # noqa: E402
 from lraudit.integrations.lightning import LRAuditCallback  # noqa: E402
 
 BATCHES_PER_EPOCH = 8
@@ -25,6 +28,8 @@ class Smoke(pl.LightningModule):
         self.automatic_optimization = not manual
 
     def training_step(self, batch, batch_idx):
+        # what Lightning's own checks see while the counting wrapper is in place
+        self.hook_overridden = is_overridden("lr_scheduler_step", self)
         x, y = batch
         loss = torch.nn.functional.mse_loss(self.net(x), y)
         if not self.automatic_optimization:  # manual optimization: no scheduler step here (forgotten)
@@ -55,67 +60,78 @@ class ForgetfulStep(Smoke):
         pass
 
 
-def fit(module, **limits):
-    """Fit under the callback; returns the callback, the trainer and the LRs of the test's own pre-hook."""
+@pytest.fixture(params=["callback", "audit"])
+def how(request):
+    return request.param
+
+
+def fit(how, module, **limits):
+    """Fit under the callback or inside ``with audit()``; returns the run, the trainer and the LRs of the
+    test's own pre-hook."""
     torch.manual_seed(0)
     cb = LRAuditCallback(report=False)
     used = []
-    handle = register_optimizer_step_pre_hook(
-        lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
+    handle = register_optimizer_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
     try:
         trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, accelerator="cpu", devices=1, callbacks=[cb], **limits)
-        trainer.fit(module)
+                             enable_model_summary=False, accelerator="cpu", devices=1,
+                             callbacks=[cb] if how == "callback" else [], **limits)
+        if how == "callback":
+            trainer.fit(module)
+            run = cb.run
+        else:
+            with audit() as run:
+                trainer.fit(module)
     finally:
         handle.remove()
-    return cb, trainer, used
+    assert "lr_scheduler_step" not in vars(module)  # the counting wrapper is gone
+    return run, trainer, used
 
 
-def test_epoch_scheduler_not_due_within_the_first_epoch_is_silent():
+def test_epoch_scheduler_not_due_within_the_first_epoch_is_silent(how):
     module = Smoke("epoch")
-    cb, trainer, used = fit(module, max_steps=5)
+    run, trainer, used = fit(how, module, max_steps=5)
+    assert module.hook_overridden is False
     assert trainer.global_step == 5 < BATCHES_PER_EPOCH
     assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 0  # Lightning never stepped it
-    assert cb.run.findings == []
-    assert cb.run.lrs() == used == [0.1] * 5
-    assert "lr_scheduler_step" not in vars(module)  # the counting wrapper is gone
+    assert run.findings == []
+    assert run.lrs() == used == [0.1] * 5
 
 
-def test_step_scheduler_with_frequency_not_reached_is_silent():
-    cb, trainer, used = fit(Smoke("step", frequency=10), max_steps=5)
+def test_step_scheduler_with_frequency_not_reached_is_silent(how):
+    run, trainer, used = fit(how, Smoke("step", frequency=10), max_steps=5)
     assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 0
-    assert cb.run.findings == []
-    assert cb.run.lrs() == used == [0.1] * 5
+    assert run.findings == []
+    assert run.lrs() == used == [0.1] * 5
 
 
-def test_epoch_scheduler_over_two_epochs_is_silent():
-    cb, trainer, used = fit(Smoke("epoch"), max_epochs=2)
+def test_epoch_scheduler_over_two_epochs_is_silent(how):
+    run, trainer, used = fit(how, Smoke("epoch"), max_epochs=2)
     assert used == [0.1] * BATCHES_PER_EPOCH + [0.05] * BATCHES_PER_EPOCH
-    assert cb.run.lrs() == used
-    assert cb.run.findings == []
+    assert run.lrs() == used
+    assert run.findings == []
 
 
-def test_epoch_frequency_beyond_the_run_is_silent():
+def test_epoch_frequency_beyond_the_run_is_silent(how):
     # frequency=3 epochs, 2 epochs trained: Lightning's first step of it was never due
-    cb, trainer, used = fit(Smoke("epoch", frequency=3), max_epochs=2)
-    assert cb.run.lrs() == used == [0.1] * (2 * BATCHES_PER_EPOCH)
-    assert cb.run.findings == []
+    run, trainer, used = fit(how, Smoke("epoch", frequency=3), max_epochs=2)
+    assert run.lrs() == used == [0.1] * (2 * BATCHES_PER_EPOCH)
+    assert run.findings == []
 
 
-def test_override_that_never_steps_is_still_lr005():
+def test_override_that_never_steps_is_still_lr005(how):
     module = ForgetfulStep("epoch")
-    cb, trainer, used = fit(module, max_epochs=2)
-    assert cb.run.lrs() == used == [0.1] * (2 * BATCHES_PER_EPOCH)
-    [finding] = cb.run.findings
+    run, trainer, used = fit(how, module, max_epochs=2)
+    assert run.lrs() == used == [0.1] * (2 * BATCHES_PER_EPOCH)
+    [finding] = run.findings
     assert finding.rule == "LR005" and finding.optimizer == "lr-SGD"
     assert "StepLR" in finding.message and f"took {2 * BATCHES_PER_EPOCH} steps" in finding.message
-    assert "lr_scheduler_step" not in vars(module)
-    # the class's own override is back in charge after fit
-    assert type(module).lr_scheduler_step is ForgetfulStep.lr_scheduler_step
+    assert module.hook_overridden is True
+    assert module.lr_scheduler_step.__func__ is ForgetfulStep.lr_scheduler_step  # the class's, after fit
 
 
-def test_manual_optimization_scheduler_never_stepped_is_lr005():
+def test_manual_optimization_scheduler_never_stepped_is_lr005(how):
     # Lightning steps nothing under manual optimization: the training step forgot the scheduler.
-    cb, trainer, used = fit(Smoke("epoch", manual=True), max_epochs=1)
-    assert cb.run.lrs() == used == [0.1] * BATCHES_PER_EPOCH
-    assert [f.rule for f in cb.run.findings] == ["LR005"]
+    run, trainer, used = fit(how, Smoke("epoch", manual=True), max_epochs=1)
+    assert run.lrs() == used == [0.1] * BATCHES_PER_EPOCH
+    assert [f.rule for f in run.findings] == ["LR005"]
