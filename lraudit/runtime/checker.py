@@ -722,12 +722,17 @@ class Checker:
                 continue  # not_due: the loop that steps it (Lightning's) never asked for a step
             n = self.steps - st.attach_step
             if n >= LR005_MIN_STEPS:
+                if i.get("loop_asked"):  # the training loop that owns it asked, and the step never ran
+                    advice = (f"The training loop that steps it (Lightning's lr_scheduler_step) asked for its "
+                              f"step, which never ran: an lr_scheduler_step override must call "
+                              f"{i['name']}.step().")
+                else:
+                    advice = (f"Call {i['name']}.step() (per batch or per epoch, as it is sized), or hand it to "
+                              "whatever steps it (Trainer, accelerate.prepare, Lightning's configure_optimizers).")
                 return RuntimeFinding(
                     "LR005",
                     f"{i['name']} drives {self.name} but was never stepped while the optimizer took {n} steps "
-                    f"(from step {st.attach_step}, all param groups): the run trained at a constant LR. Call "
-                    f"{i['name']}.step() (per batch or per epoch, as it is sized), or hand it to whatever "
-                    "steps it (Trainer, accelerate.prepare, Lightning's configure_optimizers).",
+                    f"(from step {st.attach_step}, all param groups): the run trained at a constant LR. {advice}",
                     st.attach_step, 0, self.name)
         return None
 

@@ -12,7 +12,7 @@ scheduler) and is not LR005. One the loop asked, and that still never stepped, i
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional
 
 from lraudit.runtime import expect as expect_mod
 from lraudit.runtime.findings import RuntimeFinding
@@ -37,30 +37,28 @@ class ConclusionsMixin:
         if undo is not None:
             self._handles.append(undo)
 
-    def _not_due(self) -> Set[int]:
-        """The sids of loop-driven schedulers the loop never asked to step."""
-        out: Set[int] = set()
+    def _loop_asked(self) -> Dict[int, bool]:
+        """For each loop-driven scheduler (by sid), whether the loop asked it to step."""
+        out: Dict[int, bool] = {}
         for info in self._sched_list:
             asked = self._loop_driven.get(id(info.sched))
             if asked is None:
                 continue
             try:
-                due = asked()
+                out[info.sid] = bool(asked())
             except Exception as e:  # cannot tell: LR005 decides as for any scheduler
                 self._errors.append(e)
-                continue
-            if not due:
-                out.add(info.sid)
         return out
 
     def _finish(self) -> None:
         for tr in self._order:
             tr.flush(wait=True)
-        not_due = self._not_due() if self._loop_driven else set()
+        asked = self._loop_asked() if self._loop_driven else {}
         info = None
-        if not_due:
+        if asked:
+            # not_due: never asked (no LR005); loop_asked: asked, so an LR005 names the step that never ran
             def info(sid: int, _base=self._info_dict) -> dict:
-                return dict(_base(sid), not_due=sid in not_due)
+                return dict(_base(sid), not_due=asked.get(sid) is False, loop_asked=asked.get(sid) is True)
         findings: List[RuntimeFinding] = []
         for tr in self._order:
             findings.extend(tr.checker.finish(info))

@@ -126,6 +126,9 @@ def test_override_that_never_steps_is_still_lr005(how):
     [finding] = run.findings
     assert finding.rule == "LR005" and finding.optimizer == "lr-SGD"
     assert "StepLR" in finding.message and f"took {2 * BATCHES_PER_EPOCH} steps" in finding.message
+    # the advice names the override that dropped the step, not configure_optimizers (it is there already)
+    assert finding.message.endswith("asked for its step, which never ran: an lr_scheduler_step override must "
+                                    "call StepLR.step().")
     assert module.hook_overridden is True
     assert module.lr_scheduler_step.__func__ is ForgetfulStep.lr_scheduler_step  # the class's, after fit
 

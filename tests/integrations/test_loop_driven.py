@@ -18,7 +18,8 @@ def train_unscheduled(asked, steps=4):
     handle = opt.register_step_pre_hook(lambda o, args, kwargs: used.append(o.param_groups[0]["lr"]))
     a = audit(opt, schedulers=[sched])
     run = a.start()
-    a.driven_by_loop(sched, asked)
+    if asked is not None:  # None: no loop drives it (a plain loop that forgot the scheduler)
+        a.driven_by_loop(sched, asked)
     for _ in range(steps):
         opt.zero_grad()
         model(torch.ones(1, 2)).sum().backward()
@@ -39,6 +40,13 @@ def test_never_asked_is_silent():
 def test_asked_and_never_stepped_is_lr005():
     run, _ = train_unscheduled(lambda: True)
     assert [f.rule for f in run.findings] == ["LR005"]
+    assert "asked for its step, which never ran" in run.findings[0].message
+
+
+def test_a_scheduler_no_loop_drives_keeps_the_usual_advice():
+    run, _ = train_unscheduled(None)
+    assert [f.rule for f in run.findings] == ["LR005"]
+    assert "hand it to whatever steps it" in run.findings[0].message
 
 
 def test_an_answer_that_fails_leaves_lr005_to_decide():
