@@ -45,6 +45,9 @@ class _State(threading.local):
 
 state = _State()
 
+# what an audit's ``_lane_step`` returns for a step it leaves to the general way (it did not run it)
+DECLINED = object()
+
 
 class suppressed:
     """Context in which the wrappers forward nothing (shadow schedulers of expect="scheduler")."""
@@ -101,8 +104,10 @@ def _sched_step(original):
             for a in tuple(ACTIVE):
                 a._on_sched_nested(self)
             return original(self, *args, **kwargs)
-        if len(ACTIVE) == 1:  # the usual case: the audit runs the step (its steady lane is there)
-            return ACTIVE[0]._on_sched_step(self, original, args, kwargs)
+        if len(ACTIVE) == 1:  # the usual case: the audit's steady lane runs the step when it takes it
+            out = ACTIVE[0]._lane_step(self, original, args, kwargs)
+            if out is not DECLINED:
+                return out
         audits = tuple(ACTIVE)
         tokens = [a._on_sched_begin(self, args, kwargs) for a in audits]
         st.busy += 1

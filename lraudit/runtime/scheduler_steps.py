@@ -1,10 +1,10 @@
 """A scheduler step begins and ends, a part of :class:`~lraudit.runtime.auditor.Audit` (mixed into it in
 auditor.py).
 
-The patched ``step()`` of every scheduler class (patches.py) hands a top-level step to ``_on_sched_step``
-when one audit runs (the usual case): a step the tracker's steady lane takes (see lane.py) is observed
-there in full; any other, and every step when several audits run, calls ``_on_sched_begin`` before the
-step and ``_on_sched_end`` after it, with the token the first returned. A wrapper that is no
+The patched ``step()`` of every scheduler class (patches.py) offers a top-level step to ``_lane_step`` when
+one audit runs (the usual case): a step the tracker's steady lane takes (see lane.py) is run and observed
+there in full; for any other, and every step when several audits run, the wrapper calls
+``_on_sched_begin`` before the step and ``_on_sched_end`` after it, with the token the first returned. A wrapper that is no
 torch scheduler (accelerate's AcceleratedScheduler) counts as a step only if it steps its scheduler
 (``_on_sched_nested``). Just before a top-level scheduler steps, two checks: LR019 (a resume that neither
 loaded nor repositioned it) and LR017 (param groups added or removed since it was built: what torch does
@@ -44,13 +44,11 @@ _DEFERRED = object()
 class SchedulerStepsMixin:
     """Audit's observation of scheduler steps; see the module docstring."""
 
-    def _on_sched_step(self, sched: Any, original: Any, args: tuple, kwargs: dict) -> Any:
-        """A top-level step of ``sched`` while this is the only running audit (the usual case): runs it.
-
-        A step the steady lane takes is observed here in full, without the general path's token and two
-        calls (this runs at every scheduler step); any other goes through ``_on_sched_begin`` and
-        ``_on_sched_end``."""
-        st = patches.state
+    def _lane_step(self, sched: Any, original: Any, args: tuple, kwargs: dict) -> Any:
+        """A top-level step of ``sched`` while this is the only running audit (the usual case): when the
+        steady lane takes it, runs it and observes it in full, without the general path's token and two
+        calls (this runs at every scheduler step); else returns ``patches.DECLINED`` without running it,
+        and the wrapper goes the general way (``_on_sched_begin``, the step, ``_on_sched_end``)."""
         if not args and not kwargs:
             info = self._sched.get(id(sched))
             if info is not None and info.sched is sched:
@@ -62,6 +60,7 @@ class SchedulerStepsMixin:
                     self._errors.append(e)
                     taken = False
                 if taken:
+                    st = patches.state
                     st.busy = 1
                     try:
                         out = original(sched)
@@ -82,17 +81,7 @@ class SchedulerStepsMixin:
                     if self._pending is not None:
                         self._raise_pending()
                     return out
-        token = self._on_sched_begin(sched, args, kwargs)
-        st.busy = 1
-        error = None
-        try:
-            return original(sched, *args, **kwargs)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            st.busy = 0
-            self._on_sched_end(sched, error, token)
+        return patches.DECLINED
 
     def _on_sched_begin(self, sched: Any, args: tuple, kwargs: dict) -> Optional[tuple]:
         """A scheduler step begins; returns the token the wrapper hands back to :meth:`_on_sched_end`."""
