@@ -60,6 +60,7 @@ def lr002_warmup_consequence(scheduler: str) -> str:
             "and the LR is right once the warm-up ends; only during it does this write decide. Consider a "
             "warm-up scheduler (LinearLR in SequentialLR) to keep one writer")
 
+
 _RULES = (
     Rule(
         code="LR001",
