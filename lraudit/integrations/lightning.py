@@ -173,16 +173,16 @@ def _configuring_module(frame):
     return None
 
 
-def _asked_by_lightning(module, scheduler, calls) -> bool:
-    """At the audit's end: False only when Lightning's loop steps ``scheduler`` (it is in the trainer's
-    scheduler configs, under automatic optimization) and never asked to. Anything else: True, so that
-    LR005 decides as for any scheduler."""
+def _asked_by_lightning(module, scheduler, calls):
+    """At the audit's end, when Lightning's loop steps ``scheduler`` (it is in the trainer's scheduler
+    configs, under automatic optimization): whether it asked to. Anything else: None (not the loop's
+    after all), so that LR005 decides as for any scheduler."""
     trainer = getattr(module, "_trainer", None)
     if trainer is None or not getattr(module, "automatic_optimization", False):
-        return True
+        return None
     configs = getattr(trainer, "lr_scheduler_configs", None) or []
     if not any(getattr(c, "scheduler", None) is scheduler for c in configs):
-        return True
+        return None
     return calls.was_asked(scheduler)
 
 

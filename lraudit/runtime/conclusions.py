@@ -31,7 +31,8 @@ class ConclusionsMixin:
 
     def driven_by_loop(self, scheduler: Any, asked: Callable[[], bool], undo: Any = None) -> None:
         """``scheduler`` is stepped by a framework's loop when that loop says a step is due; ``asked()``,
-        called at ``stop()``, says whether the loop asked for one during the audit. ``undo``: what
+        called at ``stop()``, says whether the loop asked for one during the audit (None: the loop does
+        not step it after all). ``undo``: what
         watching the loop installed, removed (``undo.remove()``) with the audit's hooks."""
         self._loop_driven[id(underlying_scheduler(scheduler))] = asked
         if undo is not None:
@@ -45,9 +46,12 @@ class ConclusionsMixin:
             if asked is None:
                 continue
             try:
-                out[info.sid] = bool(asked())
+                answer = asked()
             except Exception as e:  # cannot tell: LR005 decides as for any scheduler
                 self._errors.append(e)
+                continue
+            if answer is not None:
+                out[info.sid] = bool(answer)
         return out
 
     def _finish(self) -> None:

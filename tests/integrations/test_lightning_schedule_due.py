@@ -138,3 +138,4 @@ def test_manual_optimization_scheduler_never_stepped_is_lr005(how):
     run, trainer, used = fit(how, Smoke("epoch", manual=True), max_epochs=1)
     assert run.lrs() == used == [0.1] * BATCHES_PER_EPOCH
     assert [f.rule for f in run.findings] == ["LR005"]
+    assert "hand it to whatever steps it" in run.findings[0].message  # Lightning asked for nothing here

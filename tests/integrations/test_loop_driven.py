@@ -43,8 +43,9 @@ def test_asked_and_never_stepped_is_lr005():
     assert "asked for its step, which never ran" in run.findings[0].message
 
 
-def test_a_scheduler_no_loop_drives_keeps_the_usual_advice():
-    run, _ = train_unscheduled(None)
+@pytest.mark.parametrize("registered", [False, True])  # not registered; registered, the loop's answer None
+def test_a_scheduler_no_loop_drives_keeps_the_usual_advice(registered):
+    run, _ = train_unscheduled((lambda: None) if registered else None)
     assert [f.rule for f in run.findings] == ["LR005"]
     assert "hand it to whatever steps it" in run.findings[0].message
 
