@@ -7,8 +7,8 @@ costs several microseconds per step in Python. On such a stretch the tracker run
 instead: it reads the LRs where the checker would (before and after the scheduler step, before the
 update), checks by identity that nobody else wrote them, keeps counts and the new rows, and hands them
 to the checker in one go ("settles") when anything else happens: a write, a second scheduler step in an
-interval, a step with arguments, a closure, a skipped update, a construction or a load, an LR out of
-range, a schedule past its end, or a reader (``Tracker.checker`` and ``Tracker.params`` settle first),
+interval, a step with arguments, a closure that changed an LR, a skipped update, a construction or a
+load, an LR or momentum out of range, a schedule past its end, or a reader (``Tracker.checker`` and ``Tracker.params`` settle first),
 and every :data:`SETTLE_EVERY` steps. The checker then holds exactly what it would have recorded step by
 step (``tests/runtime/test_lane.py`` runs the same training with and without the lane and compares).
 
