@@ -716,10 +716,16 @@ class Checker:
     def _build_LR005(self) -> Optional[RuntimeFinding]:
         if "LR005" in self.emitted:
             return self.emitted["LR005"]
+        # another scheduler of this optimizer that stepped after one was attached drove the LR meanwhile
+        # (Lightning's lr_find swaps in its own): the run did not train at a constant LR, and the idle
+        # one was most likely replaced, so it is not reported
+        stepped = [st.last_idx for st in self.stats.values() if st.n_top and st.last_idx is not None]
         for sid, st in self.stats.items():
             i = self.info(sid)
             if i["parent"] is not None or st.n_top or i["stepped"] or i.get("not_due"):
                 continue  # not_due: the loop that steps it (Lightning's) never asked for a step
+            if st.attach_idx is not None and any(idx > st.attach_idx for idx in stepped):
+                continue
             n = self.steps - st.attach_step
             if n >= LR005_MIN_STEPS:
                 if i.get("loop_asked"):  # the training loop that owns it asked, and the step never ran

@@ -201,7 +201,11 @@ def reached_end(sched: Any) -> bool:
         return last >= s.T_max
     if isinstance(s, (L.LinearLR, L.ConstantLR, L.PolynomialLR)):
         return last >= s.total_iters
-    return False
+    # any other that stepped and left every group at exactly 0 decayed to its end (transformers' linear
+    # and cosine schedules, a LambdaLR sized to the run): nothing of it is left to restart
+    last_lr = getattr(s, "_last_lr", None)
+    return (last > 0 and isinstance(last_lr, list) and bool(last_lr)
+            and all(type(v) is float and v == 0.0 for v in last_lr))
 
 
 def _same_callable(fns: Any) -> bool:

@@ -248,6 +248,34 @@ def test_lr005_scheduler_built_before_audit_never_stepped():
     assert run.lrs() == [0.1] * 10
 
 
+@pytest.mark.parametrize("replaced_after", [True, False])
+def test_lr005_a_scheduler_replaced_by_one_that_steps(replaced_after):
+    """Lightning's lr_find builds the module's StepLR, then swaps in its own scheduler that steps: the
+    idle StepLR is no LR005 (the LR was not constant). A scheduler built after the other stopped
+    stepping, and then never stepped itself, still is."""
+    m = model()
+    opt = sgd(m)
+    used = []
+    opt.register_step_pre_hook(lambda o, a, k: used.append(o.param_groups[0]["lr"]))
+    with audit(opt) as run:
+        if replaced_after:
+            idle = L.StepLR(opt, 1)  # noqa: F841 - replaced before it ever steps
+            swapped_in = L.ExponentialLR(opt, gamma=0.5)
+            for _ in range(6):
+                train_step(m, opt)
+                swapped_in.step()
+        else:
+            first = L.ExponentialLR(opt, gamma=0.5)
+            for _ in range(3):
+                train_step(m, opt)
+                first.step()
+            idle = L.StepLR(opt, 1)  # noqa: F841 - built afterwards, never stepped while 6 updates ran
+            for _ in range(6):
+                train_step(m, opt)
+    assert run.lrs() == used
+    assert rules(run) == ([] if replaced_after else ["LR005"])
+
+
 def test_lr005_scheduler_built_inside_never_stepped():
     m = model()
     opt = sgd(m)
@@ -302,6 +330,30 @@ def test_lr006_optimizer_rebuilt_inside_the_loop():
     f = by_rule(run, "LR006")
     assert (f.optimizer, f.step) == ("lr-SGD", 2)
     assert [name for name, *_ in run.series()] == ["lr-SGD", "lr-SGD-1"]
+
+
+def _linear_decay(total):  # transformers' get_linear_schedule_with_warmup without warm-up: 0 at `total`
+    return lambda s: max(0.0, (total - s) / total)
+
+
+@pytest.mark.parametrize("steps_first, expected", [(4, []), (2, ["LR006"])])
+def test_lr006_a_new_schedule_after_one_that_decayed_to_zero_is_a_new_phase(steps_first, expected):
+    """Two Trainer.train() calls in one audit: the second schedule is a new phase once the first ran
+    down to 0 (its end), and still LR006 when the first is rebuilt half-way."""
+    m = model()
+    opt = sgd(m)
+    used = []
+    opt.register_step_pre_hook(lambda o, a, k: used.append(o.param_groups[0]["lr"]))
+    with audit(opt) as run:
+        for steps in (steps_first, 4):
+            for g in opt.param_groups:  # each train() starts from the configured LR
+                g["lr"] = g["initial_lr"] = 0.1
+            sched = L.LambdaLR(opt, _linear_decay(4))
+            for _ in range(steps):
+                train_step(m, opt)
+                sched.step()
+    assert rules(run) == expected
+    assert run.lrs() == used
 
 
 def test_lr006_good_scheduler_built_once():
