@@ -58,11 +58,13 @@ class ConclusionsMixin:
         for tr in self._order:
             tr.flush(wait=True)
         asked = self._loop_asked() if self._loop_driven else {}
-        info = None
+        info: Optional[Callable[[int], dict]] = None
         if asked:
             # not_due: never asked (no LR005); loop_asked: asked, so an LR005 names the step that never ran
-            def info(sid: int, _base=self._info_dict) -> dict:
+            def with_loop_answer(sid: int, _base=self._info_dict) -> dict:
                 return dict(_base(sid), not_due=asked.get(sid) is False, loop_asked=asked.get(sid) is True)
+
+            info = with_loop_answer
         findings: List[RuntimeFinding] = []
         for tr in self._order:
             findings.extend(tr.checker.finish(info))

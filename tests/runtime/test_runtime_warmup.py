@@ -4,7 +4,6 @@ the LRs, the plain LR002 otherwise) and what LR004 calls a ratio-breaking write.
 Every run records the LRs each update used with a pre-hook of the test's own and compares them with
 ``run.lrs``."""
 import numpy as np
-import pytest
 import torch
 from rt_helpers import backward, by_rule, model, rules, two_groups
 from torch.optim import lr_scheduler as L
