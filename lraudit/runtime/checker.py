@@ -122,7 +122,6 @@ class Checker:
         self.reach: Tuple[int, ...] = ()  # schedulers whose own LRs the last write left in every group
         self.reach_vals: Optional[list] = None  # the LRs right after the last write
         self.lr002_pending: Optional[int] = None  # the scheduler of a possible warm-up: LR002 not decided yet
-        self.lr002_wait = False  # pending, and the last write did not reach its value (the lane stays off)
         self.lr002_armed = False  # ... and it stepped since: the next update without a write decides
         self.lr002_warmup: Optional[int] = None  # decided: a warm-up that handed over to this scheduler
         self.lr004_ratio: Optional[tuple] = None
@@ -434,7 +433,6 @@ class Checker:
             for w in self.writes + ([self.last_write] if self.last_write else []):
                 if self._lr002_for(w):
                     break
-            self.lr002_wait = self.lr002_pending is not None and self.lr002_pending not in self.reach
         if self.lr004_ratio is None and self.first_partial is None:
             for w, old, new in self.ratio_writes:  # type: ignore[misc]
                 if self._lr004_ratio_for(w, old, new):
@@ -537,9 +535,13 @@ class Checker:
             self._lr004_ratio_for(w, list(old[:n]), list(vals[:n]))
         if self.lr002 is None:
             self._lr002_for(w)
-        self.lr002_wait = self.lr002_pending is not None and self.lr002_pending not in self.reach
 
     # -- a manual warm-up over a scheduler that recomputes the LRs (LR002 at warning) ---------------
+    @property
+    def lr002_wait(self) -> bool:
+        """A possible warm-up whose last write did not reach its scheduler's value (the lane stays off)."""
+        return self.lr002_pending is not None and self.lr002_pending not in self.reach
+
     def _reached(self, vals: list) -> None:
         """Which schedulers' own LRs the write left in every group: those each one set at its last step
         (or construction), see _fresh_refs."""
@@ -570,7 +572,7 @@ class Checker:
     def _lr002_fight(self) -> None:
         """The waiting verdict is the plain LR002 (two writers fight), certain now."""
         self.lr002_pending = None
-        self.lr002_wait = self.lr002_armed = False
+        self.lr002_armed = False
         self._emit("LR002")
 
     def _decide_lr002(self) -> None:
@@ -586,7 +588,7 @@ class Checker:
                 and alone):
             self.lr002_warmup = sid
         self.lr002_pending = None
-        self.lr002_wait = self.lr002_armed = False
+        self.lr002_armed = False
 
     # -- verdicts --------------------------------------------------------------------------------
     def finish(self, info: Optional[Callable[[int], dict]] = None) -> List[RuntimeFinding]:
