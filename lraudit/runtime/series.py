@@ -480,22 +480,24 @@ class ParamRecord:
     def record(self, steps: List[int], rows: List[list]) -> None:
         """Record each row of ``rows`` as in force from the update of ``steps`` at the same place, in order,
         without looking at the values' range (``at`` does; the steady lane checked its rows)."""
+        if not rows:
+            return
         traj = self.traj
         n = traj.n
         cur = self.current
-        if cur is not None and rows:
+        before = [cur] + rows[:-1]  # the reading each one follows (None: the first of all)
+        if not self.changed:
+            for row, prev in zip(rows, before):
+                if prev is not None and row != prev and any(not same(a, b) for a, b in zip(row, prev)):
+                    self.changed = True
+                    break
+        self.current = rows[-1]
+        if cur is not None:
             # the steady lane's hand-over (a reading per cycling scheduler step): each reading held from
             # its step until the next one's, computed a list at a time
-            before = [cur] + rows[:-1]
             gaps = list(map(_sub, steps, [n] + steps[:-1]))
             if min(gaps) > 0:
-                if not self.changed:
-                    for row, prev in zip(rows, before):
-                        if row != prev and any(not same(a, b) for a, b in zip(row, prev)):
-                            self.changed = True
-                            break
                 traj.append_rows(before, gaps)
-                self.current = rows[-1]
                 return
         held, gaps = [], []  # rows and the updates each held for, handed to the trajectory in one call
         for step, row in zip(steps, rows):
@@ -505,11 +507,8 @@ class ParamRecord:
                     held.append(cur)
                     gaps.append(gap)
                     n = step
-                if not self.changed and row != cur and any(not same(a, b) for a, b in zip(row, cur)):
-                    self.changed = True
             cur = row
         traj.append_rows(held, gaps)
-        self.current = cur
 
     def values(self, c: int, steps: int) -> List[float]:
         """Column ``c`` for every update from the group's first, ``steps`` updates in all."""
