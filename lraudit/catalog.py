@@ -167,7 +167,9 @@ _RULES = (
         fix=FIX_NONE,
         static="a torch scheduler built and never stepped nor handed on (returned, passed to a framework, "
         "accelerate.prepare, Trainer(optimizers=...))",
-        runtime="a scheduler attached but never stepped while the optimizer stepped",
+        runtime="a scheduler attached but never stepped while the optimizer stepped; not one held by a stepped "
+        "wrapper, one idle while a scheduler attached after it stepped the optimizer (replaced, as by "
+        "Lightning's `lr_find`), nor one Lightning's loop owns before Lightning asked for its step",
         what="Finds a torch LR scheduler that is constructed while the optimizer it drives steps in the same "
         "module, but that is never stepped and never handed to anything that could step it: not returned, "
         "not passed to a call, a framework or `accelerator.prepare`, not composed into SequentialLR or "
@@ -189,7 +191,8 @@ _RULES = (
         severity=ERROR,
         fix=FIX_NONE,
         static="scheduler or optimizer constructed inside the training loop: its state restarts every iteration",
-        runtime="a new scheduler/optimizer restarts the trajectory",
+        runtime="a new scheduler/optimizer restarts the trajectory; a new scheduler after the previous one "
+        "ended (its schedule's end, or every group left at 0) starts a new phase",
         what="Finds an optimizer or a torch scheduler built unconditionally inside the loop that also steps "
         "it (an epoch or batch loop, also through same-module helpers). Loops over folds, trials, configs, "
         "models, tasks or learning rates, and loops that rebuild the model or the parameters the optimizer "
