@@ -12,13 +12,12 @@ scheduler) and is not LR005. One the loop asked, and that still never stepped, i
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from lraudit.runtime import expect as expect_mod
 from lraudit.runtime.findings import RuntimeFinding
 from lraudit.runtime.run import OptimizerSeries
 from lraudit.runtime.schedulers import underlying_scheduler
-from lraudit.runtime.scheduler_tracking import SchedInfo
 from lraudit.runtime.tracker import Tracker
 
 
@@ -98,30 +97,8 @@ class ConclusionsMixin:
             steps, n_groups = c.steps, c.traj.n_groups()
             if isinstance(spec, str):  # "scheduler" / "scheduler-per-step"
                 wanted_scheduler = True
-                info = self._attached(tr)
-                if info is None:
-                    continue
-                used_scheduler = True
-                name = type(info.sched).__name__
-                st = c.stats.get(info.sid)
-                if not info.anchors:
-                    why = ("it needs the metric, which only the training loop has" if info.plateau
-                           else "it could not be copied")
-                    expect_mod.warn(f"lraudit: expect={spec!r} cannot simulate {name} of {tr.name} ({why}); "
-                                    "no LR015 check for it")
-                    continue
-                per_step = spec == expect_mod.SCHEDULER_PER_STEP
-                if not per_step and st is not None and st.with_args:
-                    expect_mod.warn(f"lraudit: expect='scheduler' cannot replay {name} of {tr.name}: it was "
-                                    "stepped with an explicit epoch; no LR015 check for it")
-                    continue
-                positions = st.positions if st is not None and st.positions is not None else ()
-                rows, stopped = expect_mod.simulate_anchored(info.anchors, positions, steps, per_step)
-                origin = (f"what {name} alone gives with one step per optimizer step" if per_step
-                          else f"what {name} alone gives, stepped where it was stepped")
-                f = expect_mod.compare(tr.name, c.traj, steps, rows, self.rtol, self.atol, first=0,
-                                       origin=origin,
-                                       extra=(f"(no expectation after: {stopped})" if stopped else ""))
+                used, f = self._replayed(tr, spec)
+                used_scheduler = used_scheduler or used
             else:
                 try:
                     rows, length = expect_mod.expected_rows(spec, steps, n_groups)
@@ -137,12 +114,83 @@ class ConclusionsMixin:
                             "nothing to compare")
         return out
 
-    def _attached(self, tr: Tracker) -> Optional[SchedInfo]:
-        """The scheduler ``expect='scheduler'`` simulates: the first independent one that stepped, else
-        the first attached."""
+    def _replayed(self, tr: Tracker, spec: str) -> Tuple[bool, Optional[RuntimeFinding]]:
+        """``expect='scheduler'`` (or per step) for ``tr``: whether it has a scheduler to replay, and the
+        LR015 where the run differs from the replay of its phases (see :meth:`_phases`)."""
+        c = tr.checker
+        steps = c.steps
+        chain = self._phases(tr)
+        if not chain:
+            return False, None
+        per_step = spec == expect_mod.SCHEDULER_PER_STEP
+        phases: List[expect_mod.Phase] = []
+        cut = ""  # why the replay stops before the last phase
+        for info, start, handoff in chain:
+            name = type(info.sched).__name__
+            st = c.stats.get(info.sid)
+            why = ""
+            if not info.anchors:
+                why = ("it needs the metric, which only the training loop has" if info.plateau
+                       else "it could not be copied")
+            elif not per_step and st is not None and st.with_args:
+                why = "it was stepped with an explicit epoch"
+            if why:
+                cut = f"{name} cannot be replayed: {why}"
+                break
+            positions = st.positions if st is not None and st.positions is not None else ()
+            phases.append(expect_mod.Phase(info.anchors, positions, start, handoff))
+        if not phases:
+            expect_mod.warn(f"lraudit: expect={spec!r} cannot simulate {name} of {tr.name} ({why}); "
+                            "no LR015 check for it")
+            return True, None
+        if cut:  # the phases before it are still checked, up to where it took over
+            took_over = chain[len(phases)][1]
+            phases.append(expect_mod.Phase([], (), took_over))
+            expect_mod.warn(f"lraudit: expect={spec!r} checks {tr.name} only before its step "
+                            f"{took_over}: {cut}")
+        rows, stopped = expect_mod.simulate_phases(phases, steps, per_step)
+        replayed = chain[:len(phases) - bool(cut)]
+        names = " then ".join(type(i.sched).__name__ for i, _, _ in replayed)
+        if len(replayed) == 1:
+            origin = f"what {names} alone gives" + (" with one step per optimizer step" if per_step
+                                                      else ", stepped where it was stepped")
+        else:
+            origin = f"what {names} alone give, each from where it took over and " + (
+                "stepped once per optimizer step" if per_step else "stepped where it was stepped")
+        stopped = stopped or cut
+        f = expect_mod.compare(tr.name, c.traj, steps, rows, self.rtol, self.atol, first=0,
+                               origin=origin,
+                               extra=(f"(no expectation after: {stopped})" if stopped else ""))
+        return True, f
+
+    def _phases(self, tr: Tracker) -> List[tuple]:
+        """What ``expect='scheduler'`` replays for ``tr``: ``(SchedInfo, start, handoff)`` per phase.
+
+        Schedulers that stepped one after the other (each one's last step before the next one's first:
+        a warm-up then a schedule stepped by hand, cosine then SWALR, a new scheduler for an unfreezing
+        stage) are phases: each drives the LR from where it took over, which is its construction when
+        it was built after the one before stopped (it was built for that stage, start=the step count
+        then), else its first step, from the LRs the one before left (handoff). Schedulers whose steps
+        interleave are not phases: the first one that stepped is replayed alone, so the other one's
+        effect shows as LR015. With no step at all, the first attached one."""
         cands = [i for i in self._sched_list if i.tracker is tr and i.parent is None]
         if not cands:
-            return None
+            return []
         stats = tr.checker.stats
-        stepped = [i for i in cands if i.sid in stats and stats[i.sid].n_top > 0]
-        return (stepped or cands)[0]
+        stepped = sorted((i for i in cands if i.sid in stats and stats[i.sid].n_top > 0),
+                         key=lambda i: stats[i.sid].first_idx)
+        if not stepped:
+            return [(cands[0], None, False)]
+        chain = [(stepped[0], None, False)]
+        for before, info in zip(stepped, stepped[1:]):
+            ended, st = stats[before.sid].last_idx, stats[info.sid]
+            if ended is None or st.first_idx is None or ended >= st.first_idx:
+                return chain[:1]  # interleaved: not phases
+            built_after = [a for a in info.anchors if a[4] > ended and a[0] <= st.first_step]
+            if built_after:
+                chain.append((info, built_after[0][0], False))
+            elif any(a[0] <= st.first_step for a in info.anchors) or not info.anchors:
+                chain.append((info, st.first_step, True))
+            else:
+                return chain[:1]  # no copy of it from before it took over
+        return chain

@@ -9,7 +9,9 @@ Accepted forms:
   with one step at each position the real scheduler stepped, so anything else that moved the LR (a
   manual write, a second scheduler, a warm-up written by hand) shows as LR015. The copy is taken when
   the audit starts (or the scheduler is built or first seen) and again after each
-  ``load_state_dict`` of the optimizer or the scheduler (a resume re-anchors the expectation);
+  ``load_state_dict`` of the optimizer or the scheduler (a resume re-anchors the expectation).
+  Schedulers that step one after the other are phases (see ``ConclusionsMixin._phases``), each replayed
+  from where it took over (:func:`simulate_phases`);
 - ``"scheduler-per-step"``: what the scheduler alone would produce with exactly one scheduler step per
   optimizer step: this also checks the cadence (a per-epoch schedule, or one stepped every micro-batch,
   differs from it);
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 from lraudit.runtime.checker import fmt
 from lraudit.runtime.findings import LRAuditWarning, RuntimeFinding
@@ -84,35 +86,71 @@ def wants(expect: Any, mode: Optional[str]) -> bool:
     return any(isinstance(v, str) and (mode is None or v == mode) for v in values)
 
 
-def simulate_anchored(anchors: List[tuple], positions: Any, n_steps: int,
-                      per_step: bool) -> Tuple[List[Optional[list]], Optional[str]]:
-    """Expected rows (one per optimizer step, None before the first anchor) replayed from each anchor
-    ``(step, scheduler steps before it, (shadow scheduler, shadow optimizer), lazy)`` until the next.
+class Phase(NamedTuple):
+    """One scheduler's part of an ``expect='scheduler'`` replay.
 
-    ``positions`` yields, for each real scheduler step in order, how many updates preceded it; a step at
-    position p comes before optimizer step p. ``per_step``: one step between two optimizer steps instead.
-    A lazy anchor was taken as the scheduler's first step began: it holds the LR of the update before.
+    ``anchors``: its copies ``(step, scheduler steps before, (shadow scheduler, shadow optimizer), lazy,
+    event index)`` in the order they were taken, each replayed until the next; ``positions``: for each of
+    its real steps in order, how many updates preceded it. ``start``: the update from which it drives the
+    LR (None: from its first anchor); ``handoff``: it was built before the phase before it ended, so its
+    first copy starts from the LRs that phase left (as the real scheduler read the real group's LR).
+    """
+    anchors: List[tuple]
+    positions: Any
+    start: Optional[int] = None
+    handoff: bool = False
+
+
+def simulate_phases(phases: List[Phase], n_steps: int,
+                    per_step: bool) -> Tuple[List[Optional[list]], Optional[str]]:
+    """Expected rows (one per optimizer step, None before the first anchor) replayed phase by phase: each
+    scheduler from each of its anchors until the next anchor or the next phase's start.
+
+    A step at position p comes before optimizer step p. ``per_step``: one scheduler step between two
+    optimizer steps instead. A lazy anchor was taken as the scheduler's first step began: it holds the LR
+    of the update before.
     """
     from lraudit.runtime.patches import suppressed
 
     rows: List[Optional[list]] = [None] * n_steps
+    segments = []  # (from, to, anchor, handoff, positions)
+    for k, ph in enumerate(phases):
+        end = min(phases[k + 1].start, n_steps) if k + 1 < len(phases) else n_steps
+        chosen = sorted(ph.anchors, key=lambda a: a[0])
+        if ph.start is not None:  # the anchor in force at its start, then the later ones
+            base = [a for a in chosen if a[0] <= ph.start]
+            chosen = base[-1:] + [a for a in chosen if a[0] > ph.start]
+        chosen = [a for a in chosen if a[0] < end or a is chosen[0]]
+        for j, a in enumerate(chosen):
+            first = j == 0 and ph.start is not None
+            from_t = ph.start if first else a[0]
+            to_t = chosen[j + 1][0] if j + 1 < len(chosen) else end
+            segments.append((from_t, min(to_t, end), a, first and ph.handoff, ph.positions))
     stopped = None
-    order = sorted(range(len(anchors)), key=lambda i: (anchors[i][0], i))
+    prev = None  # the segment before: (shadow scheduler, shadow optimizer, its positions, the next one)
     with suppressed(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for rank, i in enumerate(order):
-            at, before, (sched, opt), lazy = anchors[i]
-            end = anchors[order[rank + 1]][0] if rank + 1 < len(order) else n_steps
-            if per_step:
-                start = at - 1 if lazy and at > 0 else at
-            else:
-                start = at
-            pos_iter = iter(positions)
-            for _ in range(before):  # the real steps the anchor already contains
-                next(pos_iter, None)
-            nxt = next(pos_iter, None)
+        for from_t, to_t, (at, before, (sched, opt), lazy), handoff, positions in (
+                (f, t, a[:4], h, p) for f, t, a, h, p in segments):
             try:
-                for t in range(start, min(end, n_steps)):
+                if handoff and prev is not None:
+                    psched, popt, piter, pnxt = prev
+                    # the previous scheduler's steps in the same gap came first (its last step preceded
+                    # this one's first): they set the LR this one starts from
+                    while not per_step and pnxt is not None and pnxt <= from_t:
+                        psched.step()
+                        pnxt = next(piter, None)
+                    for g, pg in zip(opt.param_groups, popt.param_groups):
+                        g["lr"] = pg["lr"]
+                if per_step:
+                    start = from_t - 1 if (handoff or (lazy and from_t == at)) and from_t > 0 else from_t
+                else:
+                    start = from_t
+                pos_iter = iter(positions)
+                for _ in range(before):  # the real steps the anchor already contains
+                    next(pos_iter, None)
+                nxt = next(pos_iter, None)
+                for t in range(start, to_t):
                     if per_step:
                         if t > start:
                             sched.step()
@@ -120,31 +158,12 @@ def simulate_anchored(anchors: List[tuple], positions: Any, n_steps: int,
                         while nxt is not None and nxt <= t:
                             sched.step()
                             nxt = next(pos_iter, None)
-                    if t >= 0:
+                    if t >= 0 and not (handoff and t < from_t):
                         rows[t] = [float(g["lr"]) for g in opt.param_groups]
+                prev = (sched, opt, pos_iter, nxt)
             except Exception as exc:  # OneCycleLR past its total: no expectation beyond
                 stopped = f"{type(sched).__name__} raised {type(exc).__name__}: {exc}"
                 break
-    return rows, stopped
-
-
-def simulate(snapshot: Tuple[Any, Any], n_steps: int) -> Tuple[List[list], Optional[str]]:
-    """Rows the shadow scheduler gives for ``n_steps`` optimizer steps (one scheduler step between two)."""
-    from lraudit.runtime.patches import suppressed
-
-    sched, opt = snapshot
-    rows: List[list] = []
-    stopped = None
-    with suppressed(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for k in range(n_steps):
-            if k:
-                try:
-                    sched.step()
-                except Exception as exc:  # OneCycleLR past its total: no expectation beyond
-                    stopped = f"{type(sched).__name__} raised {type(exc).__name__} at its step {k}: {exc}"
-                    break
-            rows.append([float(g["lr"]) for g in opt.param_groups])
     return rows, stopped
 
 

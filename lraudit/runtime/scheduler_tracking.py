@@ -48,7 +48,8 @@ class SchedInfo:
         self.tracker = tracker
         self.parent: Optional[int] = None
         self.stepped = False
-        self.anchors: List[tuple] = []  # (step, scheduler steps before, (shadow sched, shadow opt), lazy)
+        self.anchors: List[tuple] = []  # (step, scheduler steps before, (shadow sched, shadow opt), lazy,
+        #                                 event idx)
         self.plateau = isinstance(sched, L.ReduceLROnPlateau)
         self.simulable = not self.plateau
         self.may_end = has_end(sched)  # LR009 needs a look at its state after each step
@@ -111,7 +112,8 @@ class SchedulerTrackingMixin:
         try:
             with patches.suppressed():
                 snap = shadow_copy(info.sched, tr.opt)
-            info.anchors.append((tr.checker.steps, st.n_top if st is not None else 0, snap, lazy))
+            c = tr.checker
+            info.anchors.append((c.steps, st.n_top if st is not None else 0, snap, lazy, c.idx))
         except Exception as e:  # the expectation will say it could not be computed
             info.simulable = False
             self._errors.append(e)

@@ -1,5 +1,6 @@
 """The Lightning callback against a real Trainer: what it records equals what LearningRateMonitor logs."""
 import json
+import math
 import sys
 from collections import defaultdict
 
@@ -253,3 +254,37 @@ def test_resume_from_a_checkpoint_is_silent_under_expect_scheduler(tmp_path):
     # LambdaLR(0.9 ** s) over global steps 6..11, from the restored scheduler, closed form
     assert body == pytest.approx([0.1 * 0.9 ** s for s in range(6, 12)], rel=1e-12)
     assert cb.run.findings == []
+
+
+class CosineThenSWA(Tiny):
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=6)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+class OwnRecord(pl.Callback):
+    """The LR each optimizer step is about to use, read by the test's own callback."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.seen.append(optimizer.param_groups[0]["lr"])
+
+
+def test_stochastic_weight_averaging_is_a_new_phase_under_expect_scheduler():
+    from lightning.pytorch.callbacks import StochasticWeightAveraging
+
+    torch.manual_seed(0)
+    cb, own = LRAuditCallback(report=False, expect="scheduler"), OwnRecord()
+    swa = StochasticWeightAveraging(swa_lrs=0.02, swa_epoch_start=3, annealing_epochs=2)
+    trainer = pl.Trainer(max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1, callbacks=[swa, cb, own])
+    trainer.fit(CosineThenSWA("epoch"))
+    lrs = cb.run.lrs()
+    assert lrs == own.seen and len(lrs) == 6 * BATCHES_PER_EPOCH
+    per_epoch = lrs[::BATCHES_PER_EPOCH]
+    assert per_epoch[:3] == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 6)) / 2 for e in range(3)])
+    assert per_epoch[-1] == pytest.approx(0.02)  # SWALR took over at epoch 3 and annealed to swa_lrs
+    assert cb.run.findings == []  # before: LR015 from epoch 3 on (cosine replayed alone)
