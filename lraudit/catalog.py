@@ -169,7 +169,8 @@ _RULES = (
         "accelerate.prepare, Trainer(optimizers=...))",
         runtime="a scheduler attached but never stepped while the optimizer stepped; not one held by a stepped "
         "wrapper, one idle while a scheduler attached after it stepped the optimizer (replaced, as by "
-        "Lightning's `lr_find`), nor one Lightning's loop owns before Lightning asked for its step",
+        "Lightning's `lr_find`), one Lightning's loop owns before Lightning asked for its step, nor one that "
+        "moved since an earlier audit ended with it idle (stepped after each audited block)",
         what="Finds a torch LR scheduler that is constructed while the optimizer it drives steps in the same "
         "module, but that is never stepped and never handed to anything that could step it: not returned, "
         "not passed to a call, a framework or `accelerator.prepare`, not composed into SequentialLR or "

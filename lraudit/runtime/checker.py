@@ -724,8 +724,10 @@ class Checker:
         stepped = [st.last_idx for st in self.stats.values() if st.n_top and st.last_idx is not None]
         for sid, st in self.stats.items():
             i = self.info(sid)
-            if i["parent"] is not None or st.n_top or i["stepped"] or i.get("not_due"):
-                continue  # not_due: the loop that steps it (Lightning's) never asked for a step
+            if i["parent"] is not None or st.n_top or i["stepped"] or i.get("not_due") or i.get("outside"):
+                # not_due: the loop that steps it (Lightning's) never asked for a step; outside: it moved
+                # between an earlier audit and this one, so it is stepped outside the audited blocks
+                continue
             if st.attach_idx is not None and any(idx > st.attach_idx for idx in stepped):
                 continue
             n = self.steps - st.attach_step
@@ -737,6 +739,9 @@ class Checker:
                 else:
                     advice = (f"Call {i['name']}.step() (per batch or per epoch, as it is sized), or hand it to "
                               "whatever steps it (Trainer, accelerate.prepare, Lightning's configure_optimizers).")
+                    if i.get("predates"):  # the step may follow the audited block: it cannot see it
+                        advice += (" If it is stepped after the audited block (one audit per epoch), the audit "
+                                   "cannot see that step: step it inside the block, or audit the whole loop.")
                 return RuntimeFinding(
                     "LR005",
                     f"{i['name']} drives {self.name} but was never stepped while the optimizer took {n} steps "

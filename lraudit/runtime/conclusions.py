@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from lraudit.runtime import expect as expect_mod
 from lraudit.runtime.findings import RuntimeFinding
 from lraudit.runtime.run import OptimizerSeries
+from lraudit.runtime.scheduler_tracking import remember_idle
 from lraudit.runtime.schedulers import underlying_scheduler
 from lraudit.runtime.tracker import Tracker
 
@@ -75,6 +76,10 @@ class ConclusionsMixin:
         findings.sort(key=lambda f: (order.get(f.optimizer, len(order)), f.step if f.step is not None else -1,
                                      f.rule))
         self.run._freeze(self._live_series(), findings)
+        for i in self._sched_list:  # idle in this audit: the next one may see it moved (LR005 above)
+            st = i.tracker.checker.stats.get(i.sid)
+            if i.parent is None and not i.stepped and (st is None or not st.n_top):
+                remember_idle(i.sched)
         # drop strong references to the user's objects
         self._sched.clear()
         self._sched_list = []

@@ -13,6 +13,7 @@ and the next update is compared with it, LR018). For ``expect='scheduler'`` a sc
 from __future__ import annotations
 
 import sys
+import weakref
 from typing import Any, List, Optional
 
 import torch
@@ -37,10 +38,37 @@ from lraudit.runtime.tracker import _SKIP_DIRS, ATTACH, CTOR, Tracker
 
 MAX_ANCHORS = 64  # re-anchored expectations kept per scheduler (a resume each epoch stays well under)
 
+# Schedulers an audit ended without seeing step, with their position then. One audit per epoch with the
+# scheduler stepped after the block (``with audit(opt): train_epoch()`` then ``sched.step()``) shows, at
+# the next audit, a scheduler that moved between the two: it is stepped, outside the audited blocks, and
+# is not LR005 again. A scheduler resumed and forgotten does not move between audits.
+_IDLE_AT_EXIT: "weakref.WeakKeyDictionary[Any, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _position(s: Any) -> tuple:
+    return (getattr(s, "last_epoch", None), getattr(s, "_step_count", None))
+
+
+def remember_idle(s: Any) -> None:
+    """An audit ends and ``s`` never stepped during it."""
+    try:
+        _IDLE_AT_EXIT[s] = _position(s)
+    except TypeError:  # not weakly referable or not hashable: nothing is remembered
+        pass
+
+
+def stepped_since_idle(s: Any) -> bool:
+    """``s`` ended an earlier audit idle and has moved since: it is stepped between audits."""
+    try:
+        then = _IDLE_AT_EXIT.get(s)
+    except TypeError:
+        return False
+    return then is not None and then != _position(s)
+
 
 class SchedInfo:
     __slots__ = ("sid", "sched", "tracker", "parent", "stepped", "anchors", "simulable", "may_end", "plateau",
-                 "loaded", "after_opt_load", "lr017", "n_groups", "lane_ok")
+                 "loaded", "after_opt_load", "lr017", "n_groups", "lane_ok", "predates", "outside")
 
     def __init__(self, sid: int, sched: Any, tracker: Tracker) -> None:
         self.sid = sid
@@ -63,6 +91,8 @@ class SchedInfo:
         # the steady lane may follow it: no scheduler of its own to step (their steps nest in its), no
         # metric (a plateau's steps carry one)
         self.lane_ok = not self.plateau and not held(sched)
+        self.predates = False  # it existed when the audit began (found, not built or met during it)
+        self.outside = False  # an earlier audit ended with it idle and it stepped since (see _IDLE_AT_EXIT)
 
 
 class SchedulerTrackingMixin:
@@ -74,7 +104,7 @@ class SchedulerTrackingMixin:
         opt = tr.opt
         for s in self._given_schedulers:
             if scheduler_optimizer(s) is opt:
-                self._info_for(s, tr)
+                self._found(s, tr)
 
         def match(x: Any) -> bool:
             return is_scheduler(x) and scheduler_optimizer(x) is opt
@@ -85,7 +115,13 @@ class SchedulerTrackingMixin:
         finally:
             del frames
         for s in found:
-            self._info_for(s, tr)
+            self._found(s, tr)
+
+    def _found(self, s: Any, tr: Tracker) -> None:
+        """``s`` existed when the audit of ``tr`` began."""
+        info = self._info_for(s, tr)
+        info.predates = True
+        info.outside = stepped_since_idle(s)
 
     def _info_for(self, s: Any, tr: Tracker, attach: bool = True, lazy: bool = False) -> SchedInfo:
         info = self._sched.get(id(s))

@@ -66,6 +66,8 @@ class StepHooksMixin:
             "ratio_preserving": ratio_preserving(i.sched),
             "recomputes": recomputes_each_step(i.sched),
             "plateau": i.plateau,
+            "predates": i.predates,
+            "outside": i.outside,
         }
 
     def _tracker_for(self, opt: Any, create: bool) -> Optional[Tracker]:

@@ -771,3 +771,43 @@ def test_warnings_turned_into_errors_are_raised_at_exit_not_inside_a_step():
                     sched.step()
                 steps_done = 3
     assert steps_done == 3
+
+
+def test_one_audit_per_epoch_with_the_scheduler_stepped_after_the_block():
+    m = model()
+    opt = sgd(m)
+    sched = L.StepLR(opt, 1, 0.5)
+    seen, h = own_record(opt)
+    runs = []
+    for _ in range(3):
+        with audit(opt) as run:
+            for _ in range(4):
+                train_step(m, opt)
+        runs.append(run)
+        sched.step()
+    h.remove()
+    # the first audit cannot tell this from a forgotten step, and its message says what to do
+    assert [(f.rule, f.step) for f in runs[0].findings] == [("LR005", 0)]
+    assert "stepped after the audited block (one audit per epoch)" in runs[0].findings[0].message
+    # the scheduler moved between the audits: stepped outside them, not LR005 again
+    assert [r.findings for r in runs[1:]] == [[], []]
+    assert [lr for r in runs for lr in r.lrs()] == column(seen) == [0.1] * 4 + [0.05] * 4 + [0.025] * 4
+
+
+def test_a_resumed_scheduler_never_stepped_is_lr005_at_every_audit():
+    ck = checkpoint_after(2, lambda o: L.StepLR(o, 1, 0.5))
+    m = model()
+    opt = sgd(m, momentum=0.9)
+    sched = L.StepLR(opt, 1, 0.5)
+    opt.load_state_dict(ck["opt"])
+    sched.load_state_dict(ck["sched"])
+    seen, h = own_record(opt)
+    found = []
+    for _ in range(2):
+        with audit(opt) as run:
+            for _ in range(3):
+                train_step(m, opt)
+        found.append([(f.rule, f.step) for f in run.findings])
+    h.remove()
+    assert found == [[("LR005", 0)], [("LR005", 0)]]  # it never moves: nothing steps it
+    assert column(seen) == [0.025] * 6
