@@ -175,8 +175,12 @@ class Audit(StepHooksMixin, SchedulerTrackingMixin, SchedulerStepsMixin, Optimiz
 
     def _conclude(self, exc: Optional[BaseException], stacklevel: int) -> None:
         for e in self._errors:
-            warnings.warn(f"lraudit: internal error while auditing, findings may be incomplete: {e!r}",
-                          LRAuditInternalWarning, stacklevel=stacklevel)
+            try:
+                warnings.warn(f"lraudit: internal error while auditing, findings may be incomplete: {e!r}",
+                              LRAuditInternalWarning, stacklevel=stacklevel)
+            except Exception:
+                if exc is None:
+                    raise  # warnings turned into errors; with the block's exception, that one goes on
         findings = self.run.findings
         if not findings:
             return
@@ -199,7 +203,12 @@ class Audit(StepHooksMixin, SchedulerTrackingMixin, SchedulerStepsMixin, Optimiz
                 continue
             self._warned.add(f.rule)
             more = f" (and {seen[f.rule] - 1} more {f.rule} finding(s))" if seen[f.rule] > 1 else ""
-            warnings.warn(f"{f}{more}", LRAuditWarning, stacklevel=stacklevel)
+            try:
+                warnings.warn(f"{f}{more}", LRAuditWarning, stacklevel=stacklevel)
+            except Exception:
+                if exc is None:
+                    raise
+                # warnings turned into errors: the block's own exception goes on, with the note above
 
     # -- live findings ---------------------------------------------------------------------------
     def _announce(self, f: RuntimeFinding) -> None:

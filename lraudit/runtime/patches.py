@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import sys
 import threading
+import warnings
 from typing import Any, Callable, List, Tuple
 
 import torch
@@ -113,6 +114,8 @@ def _sched_step(original):
         st.busy += 1
         error = None
         try:
+            if _may_warn(self, args, kwargs):
+                return _warnings_at_caller(original, self, args, kwargs)
             return original(self, *args, **kwargs)
         except BaseException as exc:
             error = exc
@@ -123,6 +126,39 @@ def _sched_step(original):
                 a._on_sched_end(self, error, token)
 
     return step
+
+
+def _may_warn(sched: Any, args: tuple, kwargs: dict) -> bool:
+    """A step on which torch warns: the first one (before ``optimizer.step()``), or one given an
+    epoch (deprecated). Never a steady step: those run without the detour below."""
+    if isinstance(sched, L.ReduceLROnPlateau):  # its metric is an argument; only an epoch warns
+        return len(args) > 1 or kwargs.get("epoch") is not None
+    return bool(args or kwargs) or getattr(sched, "_step_count", None) == 1
+
+
+def _warnings_at_caller(original: Callable, sched: Any, args: tuple, kwargs: dict) -> Any:
+    """Run the step; torch's own warnings about it (``stacklevel=2``) would name this module's wrapper,
+    the step's caller now: issue them again at the line that called ``step()``, where the filters in
+    force decide (once per place, ignore, error: an error is raised after the step ran)."""
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            return original(sched, *args, **kwargs)
+    finally:
+        frame = sys._getframe(2)  # 0: here, 1: the wrapper, 2: the code that called step()
+        g = frame.f_globals
+        for w in caught:
+            if w.filename == _HERE:
+                warnings.warn_explicit(w.message, w.category, frame.f_code.co_filename, frame.f_lineno,
+                                       module=g.get("__name__"), registry=g.setdefault("__warningregistry__", {}),
+                                       module_globals=g)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno or 0)
+        del frame, g
+
+
+_HERE = _sched_step.__code__.co_filename
 
 
 def _sched_init(original):

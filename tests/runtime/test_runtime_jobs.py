@@ -5,6 +5,7 @@ Every recorded value is checked against an independent record: a step pre-hook o
 """
 import gc
 import math
+import sys
 import threading
 import warnings
 
@@ -771,6 +772,46 @@ def test_warnings_turned_into_errors_are_raised_at_exit_not_inside_a_step():
                     sched.step()
                 steps_done = 3
     assert steps_done == 3
+
+
+def test_torchs_warnings_about_a_scheduler_step_name_the_line_that_called_it():
+    import inspect
+
+    m = model()
+    opt = sgd(m)
+    sched = L.StepLR(opt, 1, 0.5)
+    lines = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with audit(opt):
+            lines["before"] = inspect.currentframe().f_lineno + 1
+            sched.step()  # before optimizer.step(): torch warns
+            train_step(m, opt)
+            lines["epoch"] = inspect.currentframe().f_lineno + 1
+            sched.step(3)  # an explicit epoch: torch warns it is deprecated
+            train_step(m, opt)
+    torch_said = {str(w.message)[:30]: (w.filename, w.lineno) for w in caught
+                  if w.category is UserWarning}
+    assert torch_said == {"Detected call of `lr_scheduler": (__file__, lines["before"]),
+                          "The epoch parameter in `schedu": (__file__, lines["epoch"])}
+
+
+def test_a_warning_turned_into_an_error_in_the_block_is_not_replaced_by_lraudits():
+    m, other = model(), model()
+    opt, other_opt = sgd(m), sgd(other)
+    sched = L.StepLR(opt, 1, 0.5)  # never stepped: LR005 at exit
+    other_sched = L.ExponentialLR(other_opt, 0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="Detected call of `lr_scheduler.step") as info:
+            with audit(opt):
+                train_step(m, opt)
+                train_step(m, opt)
+                other_sched.step()  # before its optimizer's first step: torch's warning, an error here
+    assert type(info.value) is UserWarning  # not lraudit's LR005 warning raised over it
+    if sys.version_info >= (3, 11):  # exception notes
+        assert any("LR005 scheduler-never-stepped" in note for note in info.value.__notes__)  # not lost
+    assert sched.last_epoch == 0
 
 
 def test_one_audit_per_epoch_with_the_scheduler_stepped_after_the_block():
