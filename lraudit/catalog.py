@@ -256,7 +256,7 @@ _RULES = (
         fix=FIX_NONE,
         static="a schedule sized in epochs stepped per batch, or sized in steps stepped per epoch",
         runtime="an optimizer step uses an LR computed past the schedule's end (OneCycleLR total, "
-        "CosineAnnealingLR T_max)",
+        "CosineAnnealingLR T_max, the num_training_steps of transformers' linear and cosine schedules)",
         what="Finds a scheduler whose size (T_max, total_steps, num_training_steps, ...) is counted in one "
         "unit while it is stepped in the other: epochs-sized schedules stepped in the batch loop, "
         "steps-sized schedules stepped once per epoch. The unit is read from the size expression "

@@ -12,6 +12,8 @@ import torch
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as L
 
+from lraudit.runtime.transformers_schedules import schedule_end
+
 _MAX_UNWRAP = 8
 
 
@@ -152,6 +154,8 @@ def has_end(sched: Any) -> bool:
     kids = children(sched)
     if kids:
         return any(has_end(k) for k in kids)
+    if isinstance(sched, L.LambdaLR):
+        return schedule_end(sched) is not None
     return isinstance(sched, (L.OneCycleLR, L.CosineAnnealingLR))
 
 
@@ -159,16 +163,21 @@ def past_end(sched: Any) -> Optional[str]:
     """Why the LR this scheduler last computed lies past its schedule's end, or None.
 
     OneCycleLR: ``last_epoch >= total_steps`` (its last step is ``total_steps - 1``); CosineAnnealingLR:
-    ``last_epoch > T_max`` (from there the cosine climbs again).
+    ``last_epoch > T_max`` (from there the cosine climbs again); transformers' schedules: past the step
+    their ``num_training_steps`` ends them (see transformers_schedules.py).
     """
-    # the usual case, a plain OneCycleLR or CosineAnnealingLR within its schedule, without building lists
-    # (this runs after every step of such a scheduler)
+    # the usual case, a plain OneCycleLR, CosineAnnealingLR or transformers schedule within its
+    # schedule, without building lists (this runs after every step of such a scheduler)
     cls = type(sched)
     if cls is L.OneCycleLR:
         if sched.last_epoch < sched.total_steps:
             return None
     elif cls is L.CosineAnnealingLR:
         if sched.last_epoch <= sched.T_max:
+            return None
+    elif cls is L.LambdaLR:  # no transformers schedule ends before num_training_steps - 1
+        kw = getattr(sched.lr_lambdas[0], "keywords", None)
+        if kw is not None and sched.last_epoch < kw.get("num_training_steps", 0):
             return None
     for s in active_children(sched):
         if isinstance(s, L.OneCycleLR):
@@ -183,6 +192,10 @@ def past_end(sched: Any) -> Optional[str]:
                     f"CosineAnnealingLR is at epoch {s.last_epoch} of T_max={s.T_max}: past T_max the "
                     "cosine climbs back towards the initial LR"
                 )
+        elif isinstance(s, L.LambdaLR):
+            end = schedule_end(s)
+            if end is not None and s.last_epoch > end[0]:
+                return f"the LambdaLR of {end[1]} is at step {s.last_epoch} and its last step is {end[0]}; {end[2]}"
     return None
 
 
@@ -201,6 +214,9 @@ def reached_end(sched: Any) -> bool:
         return last >= s.T_max
     if isinstance(s, (L.LinearLR, L.ConstantLR, L.PolynomialLR)):
         return last >= s.total_iters
+    end = schedule_end(s) if isinstance(s, L.LambdaLR) else None
+    if end is not None:
+        return last >= end[0]
     # any other that stepped and left every group at exactly 0 decayed to its end (transformers' linear
     # and cosine schedules, a LambdaLR sized to the run): nothing of it is left to restart
     last_lr = getattr(s, "_last_lr", None)
