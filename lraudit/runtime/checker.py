@@ -73,8 +73,8 @@ class Positions:
 
 
 class SchedStats:
-    __slots__ = ("attach_idx", "attach_step", "n_top", "first_idx", "last_idx", "first_step", "positions",
-                 "with_args")
+    __slots__ = ("attach_idx", "attach_step", "n_top", "first_idx", "last_idx", "first_step", "last_step",
+                 "positions", "with_args")
 
     def __init__(self, attach_idx: int, attach_step: int) -> None:
         self.attach_idx = attach_idx
@@ -83,6 +83,7 @@ class SchedStats:
         self.first_idx: Optional[int] = None
         self.last_idx: Optional[int] = None
         self.first_step: Optional[int] = None
+        self.last_step: Optional[int] = None  # updates before its last step (expect='scheduler-per-step')
         self.positions: Optional[Positions] = None  # recorded for expect="scheduler"
         self.with_args = 0  # steps given an explicit epoch
 
@@ -224,6 +225,7 @@ class Checker:
             st = self._stat(sid)
         st.n_top += 1
         st.last_idx = self.idx
+        st.last_step = self.steps
         ic = self.icount
         ic[sid] = ic.get(sid, 0) + 1
         if self.record_positions:

@@ -136,14 +136,15 @@ class ConclusionsMixin:
             why = ""
             if not info.anchors:
                 why = ("it needs the metric, which only the training loop has" if info.plateau
-                       else "it could not be copied")
+                       else f"it could not be copied: {info.uncopied or 'no copy was taken'}")
             elif not per_step and st is not None and st.with_args:
                 why = "it was stepped with an explicit epoch"
             if why:
                 cut = f"{name} cannot be replayed: {why}"
                 break
             positions = st.positions if st is not None and st.positions is not None else ()
-            phases.append(expect_mod.Phase(info.anchors, positions, start, handoff))
+            phases.append(expect_mod.Phase(info.anchors, positions, start, handoff,
+                                           st.last_step if st is not None else None))
         if not phases:
             expect_mod.warn(f"lraudit: expect={spec!r} cannot simulate {name} of {tr.name} ({why}); "
                             "no LR015 check for it")
@@ -162,6 +163,9 @@ class ConclusionsMixin:
         else:
             origin = f"what {names} alone give, each from where it took over and " + (
                 "stepped once per optimizer step" if per_step else "stepped where it was stepped")
+        if stopped and not cut:  # said with the finding, if there is one; said anyway
+            expect_mod.warn(f"lraudit: expect={spec!r} has no expectation for part of {tr.name}: {stopped}; "
+                            "no LR015 check from there in that phase")
         stopped = stopped or cut
         f = expect_mod.compare(tr.name, c.traj, steps, rows, self.rtol, self.atol, first=0,
                                origin=origin,

@@ -91,7 +91,7 @@ class Phase(NamedTuple):
 
     ``anchors``: its copies ``(step, scheduler steps before, (shadow scheduler, shadow optimizer), lazy,
     event index)`` in the order they were taken, each replayed until the next; ``positions``: for each of
-    its real steps in order, how many updates preceded it. ``start``: the update from which it drives the
+    its real steps in order, how many updates preceded it (recorded for ``'scheduler'`` only). ``start``: the update from which it drives the
     LR (None: from its first anchor); ``handoff``: it was built before the phase before it ended, so its
     first copy starts from the LRs that phase left (as the real scheduler read the real group's LR).
     """
@@ -99,57 +99,57 @@ class Phase(NamedTuple):
     positions: Any
     start: Optional[int] = None
     handoff: bool = False
+    last: Optional[int] = None  # the position of its last real step
 
 
 def simulate_phases(phases: List[Phase], n_steps: int,
                     per_step: bool) -> Tuple[List[Optional[list]], Optional[str]]:
-    """Expected rows (one per optimizer step, None before the first anchor) replayed phase by phase: each
-    scheduler from each of its anchors until the next anchor or the next phase's start.
+    """Expected rows (one per optimizer step, None where there is no expectation) replayed phase by
+    phase: each scheduler from each of its anchors until the next anchor or the next phase's start.
 
     A step at position p comes before optimizer step p. ``per_step``: one scheduler step between two
     optimizer steps instead. A lazy anchor was taken as the scheduler's first step began: it holds the LR
-    of the update before.
+    of the update before. A phase whose replay raises (OneCycleLR past its total) has no expectation
+    from there; a later phase built after it still has its own, one that starts from its LRs has none.
     """
     from lraudit.runtime.patches import suppressed
 
     rows: List[Optional[list]] = [None] * n_steps
-    segments = []  # (from, to, anchor, handoff, positions)
+    segments = []  # (phase, from, to, anchor, handoff, first of a later phase)
     for k, ph in enumerate(phases):
         end = min(phases[k + 1].start, n_steps) if k + 1 < len(phases) else n_steps
         chosen = sorted(ph.anchors, key=lambda a: a[0])
         if ph.start is not None:  # the anchor in force at its start, then the later ones
-            base = [a for a in chosen if a[0] <= ph.start]
-            chosen = base[-1:] + [a for a in chosen if a[0] > ph.start]
-        chosen = [a for a in chosen if a[0] < end or a is chosen[0]]
+            chosen = [a for a in chosen if a[0] <= ph.start][-1:] + [a for a in chosen if a[0] > ph.start]
+        chosen = [a for j, a in enumerate(chosen) if j == 0 or a[0] < end]
         for j, a in enumerate(chosen):
-            first = j == 0 and ph.start is not None
-            from_t = ph.start if first else a[0]
+            later_first = j == 0 and ph.start is not None
+            from_t = ph.start if later_first else a[0]
             to_t = chosen[j + 1][0] if j + 1 < len(chosen) else end
-            segments.append((from_t, min(to_t, end), a, first and ph.handoff, ph.positions))
+            segments.append((k, from_t, min(to_t, end), a, later_first and ph.handoff, later_first))
     stopped = None
-    prev = None  # the segment before: (shadow scheduler, shadow optimizer, its positions, the next one)
+    broken = -1  # the last phase that has no expectation left
+    prev = None  # the segment before: (shadow scheduler, shadow optimizer, positions left, the next, last)
     with suppressed(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for from_t, to_t, (at, before, (sched, opt), lazy), handoff, positions in (
-                (f, t, a[:4], h, p) for f, t, a, h, p in segments):
+        for k, from_t, to_t, (at, before, (sched, opt), lazy, *_), handoff, later_first in segments:
+            if k == broken or (handoff and prev is None):
+                broken = k
+                continue
+            t = from_t
             try:
-                if handoff and prev is not None:
-                    psched, popt, piter, pnxt = prev
-                    # the previous scheduler's steps in the same gap came first (its last step preceded
-                    # this one's first): they set the LR this one starts from
-                    while not per_step and pnxt is not None and pnxt <= from_t:
-                        psched.step()
-                        pnxt = next(piter, None)
-                    for g, pg in zip(opt.param_groups, popt.param_groups):
-                        g["lr"] = pg["lr"]
+                if handoff:
+                    _hand_over(prev, opt, from_t, per_step)
                 if per_step:
                     start = from_t - 1 if (handoff or (lazy and from_t == at)) and from_t > 0 else from_t
                 else:
                     start = from_t
+                positions = phases[k].positions
                 pos_iter = iter(positions)
                 for _ in range(before):  # the real steps the anchor already contains
                     next(pos_iter, None)
                 nxt = next(pos_iter, None)
+                floor = from_t if later_first else 0  # rows before a later phase's start are not its
                 for t in range(start, to_t):
                     if per_step:
                         if t > start:
@@ -158,13 +158,29 @@ def simulate_phases(phases: List[Phase], n_steps: int,
                         while nxt is not None and nxt <= t:
                             sched.step()
                             nxt = next(pos_iter, None)
-                    if t >= 0 and not (handoff and t < from_t):
+                    if t >= floor:
                         rows[t] = [float(g["lr"]) for g in opt.param_groups]
-                prev = (sched, opt, pos_iter, nxt)
-            except Exception as exc:  # OneCycleLR past its total: no expectation beyond
-                stopped = f"{type(sched).__name__} raised {type(exc).__name__}: {exc}"
-                break
+                prev = (sched, opt, pos_iter, nxt, phases[k].last)
+            except Exception as exc:  # OneCycleLR past its total: no expectation beyond, in this phase
+                stopped = stopped or f"{type(sched).__name__} raised {type(exc).__name__} at step {t}: {exc}"
+                broken, prev = k, None
     return rows, stopped
+
+
+def _hand_over(prev: tuple, opt: Any, at: int, per_step: bool) -> None:
+    """A later phase's scheduler, built before the one before it ended, starts from the LRs that one's
+    replay left, as the real scheduler read the real group's LR at its first step. The previous
+    scheduler's steps in the same gap came first (its last step preceded this one's first)."""
+    psched, popt, piter, pnxt, plast = prev
+    if per_step:  # one step per gap: the one it took in this gap, if its last real step was there
+        if plast == at:
+            psched.step()
+    else:
+        while pnxt is not None and pnxt <= at:
+            psched.step()
+            pnxt = next(piter, None)
+    for g, pg in zip(opt.param_groups, popt.param_groups):
+        g["lr"] = pg["lr"]
 
 
 def compare(name: str, traj: Any, steps: int, rows: List[Optional[list]], rtol: float, atol: float,

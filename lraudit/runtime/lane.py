@@ -175,6 +175,7 @@ class Lane:
             # the last scheduler step began between updates (IDLE): every earlier one, update and
             # scheduler step had both its observations
             st.last_idx = base + 2 * (sched_steps - 1) + 2 * self.sb_steps + 1
+            st.last_step = c.steps + self.sb_steps
         c.traj.append_rows(self.rows, self.counts)
         if self.mom_rows:
             done = c.steps

@@ -68,7 +68,7 @@ def stepped_since_idle(s: Any) -> bool:
 
 class SchedInfo:
     __slots__ = ("sid", "sched", "tracker", "parent", "stepped", "anchors", "simulable", "may_end", "plateau",
-                 "loaded", "after_opt_load", "lr017", "n_groups", "lane_ok", "predates", "outside")
+                 "loaded", "after_opt_load", "lr017", "n_groups", "lane_ok", "predates", "outside", "uncopied")
 
     def __init__(self, sid: int, sched: Any, tracker: Tracker) -> None:
         self.sid = sid
@@ -93,6 +93,7 @@ class SchedInfo:
         self.lane_ok = not self.plateau and not held(sched)
         self.predates = False  # it existed when the audit began (found, not built or met during it)
         self.outside = False  # an earlier audit ended with it idle and it stepped since (see _IDLE_AT_EXIT)
+        self.uncopied = ""  # why expect='scheduler' could not copy it
 
 
 class SchedulerTrackingMixin:
@@ -150,9 +151,9 @@ class SchedulerTrackingMixin:
                 snap = shadow_copy(info.sched, tr.opt)
             c = tr.checker
             info.anchors.append((c.steps, st.n_top if st is not None else 0, snap, lazy, c.idx))
-        except Exception as e:  # the expectation will say it could not be computed
+        except Exception as e:  # state it cannot copy (a generator): the expectation says so, no replay
             info.simulable = False
-            self._errors.append(e)
+            info.uncopied = f"{type(e).__name__}: {e}"
 
     def _on_sched_created(self, s: Any) -> None:
         try:

@@ -5,6 +5,7 @@ Everything here reads Python state only (no tensor is read, no device is synchro
 from __future__ import annotations
 
 import copy
+import types
 from bisect import bisect_right
 from typing import Any, List, Optional
 
@@ -297,11 +298,25 @@ def _clone(sched: Any, memo: dict) -> Any:
         if k == "_schedulers" and isinstance(v, (list, tuple)):
             new.__dict__[k] = type(v)(_clone(c, memo) if is_scheduler(c) else c for c in v)
             continue
-        try:
-            new.__dict__[k] = copy.deepcopy(v, memo)
-        except Exception:  # e.g. an unpicklable callable: shared, schedulers never mutate those
-            new.__dict__[k] = v
+        new.__dict__[k] = _copy_attribute(v, sched, new, memo)
     return new
+
+
+def _copy_attribute(v: Any, sched: Any, new: Any, memo: dict) -> Any:
+    """One attribute of a scheduler's copy. Its functions (``lr_lambda``, ``scale_fn``, a partial) are
+    shared: a schedule calls them without changing them, and a copy would drag in what they hold (a
+    method of a LightningModule holds the whole model). Its own methods are bound to the copy. Modules
+    are shared. Anything else is copied, and what cannot be (a generator) raises: sharing state the
+    replay would advance would change the real training, so the scheduler is not replayed."""
+    if id(v) in memo:
+        return memo[id(v)]
+    if isinstance(v, types.MethodType):
+        return types.MethodType(v.__func__, new) if v.__self__ is sched else v
+    if isinstance(v, (list, tuple)) and any(callable(x) for x in v):  # lr_lambdas: one per group
+        return type(v)(_copy_attribute(x, sched, new, memo) for x in v)
+    if callable(v) or isinstance(v, torch.nn.Module):
+        return v
+    return copy.deepcopy(v, memo)
 
 
 def shadow_copy(sched: Any, opt: Optimizer):

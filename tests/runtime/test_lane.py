@@ -164,7 +164,7 @@ def _state(trackers):
     out = []
     for tr in trackers:
         c = tr.checker
-        stats = sorted((sid, st.n_top, st.first_idx, st.last_idx, st.first_step, st.attach_idx)
+        stats = sorted((sid, st.n_top, st.first_idx, st.last_idx, st.first_step, st.last_step, st.attach_idx)
                        for sid, st in c.stats.items())
         out.append((tr.pre_count, tr.sample_version, c.steps, c.idx, c.nskips, c.n_writes, dict(c.counts),
                     stats, c.last, c.traj.n, tr.params.traj.n, tr.params.current))

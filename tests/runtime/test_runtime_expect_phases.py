@@ -5,6 +5,7 @@ where it took over; schedulers whose steps interleave are not phases, and their 
 Every recorded value is checked against an independent record: a step pre-hook of the test's own, and
 where the schedule has a closed form, that form.
 """
+import contextlib
 import math
 import warnings
 
@@ -75,26 +76,39 @@ def test_swa_recipe_per_step_still_checks_the_cadence():
     assert found(run) == [("LR015", 1)]  # stepped per epoch, not per update
 
 
-def warmup_then_cosine(interleave=False, reset_at_switch=False, spec="scheduler"):
+def warmup_then_cosine(interleave=False, reset_at_switch=False, spec="scheduler", same_gap=False,
+                       hidden=False):
     """A hand-written hand-over: LinearLR for the first WARM updates, then CosineAnnealingLR (built up
-    front, so it starts from the LR the warm-up left, as it reads the group's LR)."""
+    front, so it starts from the LR the warm-up left, as it reads the group's LR). ``same_gap``: the
+    cosine's first step right after the warm-up's last one; ``hidden``: the schedulers are kept where
+    the audit does not find them at its start (a closure), so each is first seen at its first step."""
     warm_n, total = 5, 25
     m = model()
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
-    warm = L.LinearLR(opt, start_factor=0.1, total_iters=warm_n)
-    cosine = L.CosineAnnealingLR(opt, T_max=total - warm_n)
-    seen, handle = own_record(opt)
-    with audit(opt, expect=spec) as run:
-        for it in range(total):
-            train_step(m, opt)
+
+    def build():
+        warm = L.LinearLR(opt, start_factor=0.1, total_iters=warm_n)
+        cosine = L.CosineAnnealingLR(opt, T_max=total - warm_n + same_gap)
+
+        def schedule(it):
             if it < warm_n:
                 warm.step()
                 if interleave:
                     cosine.step()
-            else:
+            if it >= warm_n - same_gap:
                 if reset_at_switch and it == warm_n:
                     opt.param_groups[0]["lr"] = 1e-3 * 0.1
                 cosine.step()
+        return schedule, (warm, cosine)
+
+    schedule, kept = build()
+    if hidden:
+        del kept
+    seen, handle = own_record(opt)
+    with audit(opt, expect=spec) as run:
+        for it in range(total):
+            train_step(m, opt)
+            schedule(it)
     handle.remove()
     return run, seen, warm_n
 
@@ -107,6 +121,17 @@ def test_warmup_then_cosine_by_hand_is_silent_and_exact(spec):
     warm = [1e-3 * (0.1 + 0.9 * k / warm_n) for k in range(warm_n + 1)]
     cos = [1e-3 * (1 + math.cos(math.pi * j / 20)) / 2 for j in range(1, 20)]
     assert seen == pytest.approx(warm + cos, rel=1e-9)
+
+
+@pytest.mark.parametrize("spec", ["scheduler", "scheduler-per-step"])
+@pytest.mark.parametrize("hidden", [False, True], ids=["found at the start", "met at their first step"])
+def test_hand_over_in_the_same_gap_is_silent(spec, hidden):
+    run, seen, warm_n = warmup_then_cosine(spec=spec, same_gap=True, hidden=hidden)
+    assert found(run) == []  # before: a false LR015 under per-step (the warm-up's last step dropped)
+    assert run.lrs() == seen
+    warm = [1e-3 * (0.1 + 0.9 * k / warm_n) for k in range(warm_n)]
+    cos = [1e-3 * (1 + math.cos(math.pi * j / 21)) / 2 for j in range(1, 21)]
+    assert seen == pytest.approx(warm + cos, rel=1e-9)  # the cosine starts from the warm-up's peak
 
 
 def test_schedulers_stepped_together_are_not_phases_and_stay_lr015():
@@ -186,3 +211,92 @@ def test_a_first_scheduler_that_cannot_be_replayed_is_one_warning():
     assert said == ["lraudit: expect='scheduler' cannot simulate ReduceLROnPlateau of lr-SGD (it needs the "
                     "metric, which only the training loop has); no LR015 check for it"]
     assert found(run) == []
+
+
+def test_a_phase_whose_replay_raises_leaves_the_next_phase_checked():
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    one_cycle = L.OneCycleLR(opt, max_lr=0.1, total_steps=6)
+    seen, handle = own_record(opt)
+    with pytest.warns(LRAuditWarning, match=r"no expectation for part of lr-SGD: OneCycleLR raised "
+                                            r"ValueError at step 7"):
+        with audit(opt, expect="scheduler") as run:
+            for _ in range(8):
+                train_step(m, opt)
+                try:
+                    one_cycle.step()
+                except ValueError:  # stepped past total_steps: torch refuses, the LR stays
+                    pass
+            fine_tune = L.ExponentialLR(opt, gamma=0.9)  # a new stage, built after the first ended
+            for k in range(8):
+                train_step(m, opt)
+                fine_tune.step()
+                if k == 4:
+                    opt.param_groups[0]["lr"] *= 3
+    handle.remove()
+    assert run.lrs() == seen
+    assert seen[13] == pytest.approx(seen[12] * 0.9 * 3, rel=1e-12)  # the update after the write
+    # before: no LR015, the first phase's failure ended every later phase's check
+    assert found(run) == [("LR009", 6), ("LR002", 13), ("LR015", 13)]
+
+
+class GeneratorLR(L.LRScheduler):
+    """A custom scheduler drawing its LRs from a generator: state a copy cannot take."""
+
+    def __init__(self, opt):
+        self.draws = (0.1 * 0.9 ** k for k in range(10 ** 6))
+        super().__init__(opt)
+
+    def get_lr(self):
+        lr = next(self.draws)
+        return [lr for _ in self.optimizer.param_groups]
+
+
+def generator_run(audited):
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    warm = L.LinearLR(opt, start_factor=0.1, total_iters=3)
+    drawn = GeneratorLR(opt)
+    seen, handle = own_record(opt)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for epoch in range(3):  # one audit per epoch: a copy is taken at each start
+            with (audit(opt, expect="scheduler") if audited else contextlib.nullcontext()):
+                for b in range(5):
+                    train_step(m, opt)
+                    (warm if epoch * 5 + b < 3 else drawn).step()
+    handle.remove()
+    return seen, sorted({str(w.message) for w in caught if issubclass(w.category, LRAuditWarning)})
+
+
+def test_a_scheduler_that_cannot_be_copied_is_not_replayed_and_training_is_unchanged():
+    seen, said = generator_run(audited=True)
+    without, _ = generator_run(audited=False)
+    assert seen == without  # before: the replay drew from the real generator, and training changed
+    assert seen[4:] == pytest.approx([0.1 * 0.9 ** k for k in range(1, 12)], rel=1e-12)
+    assert said == [
+        "lraudit: expect='scheduler' cannot simulate GeneratorLR of lr-SGD (it could not be copied: "
+        "TypeError: cannot pickle 'generator' object); no LR015 check for it",
+        "lraudit: expect='scheduler' checks lr-SGD only before its step 4: GeneratorLR cannot be "
+        "replayed: it could not be copied: TypeError: cannot pickle 'generator' object"]
+
+
+def test_a_schedule_function_bound_to_a_module_is_shared_not_copied():
+    from lraudit.runtime.schedulers import shadow_copy
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Linear(512, 512)
+
+        def decay(self, epoch):
+            return 0.9 ** epoch
+
+    net = Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    sched = L.LambdaLR(opt, net.decay)
+    copy_, shadow_opt = shadow_copy(sched, opt)
+    assert copy_.lr_lambdas[0].__self__ is net  # before: the whole module (and its weights) was copied
+    copy_.step()
+    copy_.step()
+    assert shadow_opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.81) and opt.param_groups[0]["lr"] == 0.1
