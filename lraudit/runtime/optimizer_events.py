@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from lraudit.runtime.checker import fmt
 from lraudit.runtime.scheduler_tracking import _agrees
-from lraudit.runtime.schedulers import _ShadowOptimizer, unwrap_optimizer
+from lraudit.runtime.schedulers import _ShadowOptimizer, reached_end, unwrap_optimizer
 from lraudit.runtime.series import close
 from lraudit.runtime.tracker import LB, LE, OPTCTOR, SKIP, Tracker
 
@@ -49,6 +49,8 @@ class OptimizerEventsMixin:
         """The first update after loads: does it use the LR the restored schedulers report? (LR018)"""
         tr.loaded = False
         vals = tr.checker.traj.last_row if tr.queue is None else None
+        differing = []  # (ended, SchedInfo, group, what it reports)
+        agreed = False
         for info in self._sched_list:
             if info.tracker is not tr or not info.loaded:
                 continue
@@ -62,22 +64,27 @@ class OptimizerEventsMixin:
             if len(reported) != len(vals):
                 continue
             bad = [j for j, (a, b) in enumerate(zip(vals, reported)) if not close(a, b, 1e-9, 0.0)]
-            if not bad:
-                continue
-            j = bad[0]
-            name = type(info.sched).__name__
-            why = (f"{name} was built after optimizer.load_state_dict() and its construction rewrote the "
-                   "restored LR; loading its own state does not write the LR back"
-                   if info.after_opt_load else
-                   "the LR in the optimizer is not the one the restored scheduler is at (built after the "
-                   "optimizer's load, or written after the loads)")
-            tr.checker.add("LR018", (
-                f"after resuming, optimizer step {tr.checker.steps} of {tr.name} uses lr {fmt(vals[j])} in "
-                f"group {j} while the restored {name}.get_last_lr() says {fmt(reported[j])}: {why}. The run "
-                f"continues from a different LR than the one it stopped at until {name} next writes it. "
-                "Build the scheduler before loading, then load the optimizer and the scheduler (torch's "
-                "documented order)."), step=tr.checker.steps, group=j)
-            break
+            if bad:
+                differing.append((reached_end(info.sched), info, bad[0], reported))
+            else:
+                agreed = True
+        # several restored schedulers (a warm-up that ended, then the main schedule): the LR is right when
+        # it is the one any of them is at; else the one still running is named
+        if agreed or not differing:
+            return
+        _, info, j, reported = min(differing, key=lambda d: d[0])
+        name = type(info.sched).__name__
+        why = (f"{name} was built after optimizer.load_state_dict() and its construction rewrote the "
+               "restored LR; loading its own state does not write the LR back"
+               if info.after_opt_load else
+               "the LR in the optimizer is not the one the restored scheduler is at (built after the "
+               "optimizer's load, or written after the loads)")
+        tr.checker.add("LR018", (
+            f"after resuming, optimizer step {tr.checker.steps} of {tr.name} uses lr {fmt(vals[j])} in "
+            f"group {j} while the restored {name}.get_last_lr() says {fmt(reported[j])}: {why}. The run "
+            f"continues from a different LR than the one it stopped at until {name} next writes it. "
+            "Build the scheduler before loading, then load the optimizer and the scheduler (torch's "
+            "documented order)."), step=tr.checker.steps, group=j)
 
     def _on_optimizer_created(self, opt: Any) -> None:
         """A new optimizer over parameters an audited one updated: LR006 when it rebuilds it inside the

@@ -852,3 +852,46 @@ def test_a_resumed_scheduler_never_stepped_is_lr005_at_every_audit():
     h.remove()
     assert found == [[("LR005", 0)], [("LR005", 0)]]  # it never moves: nothing steps it
     assert column(seen) == [0.025] * 6
+
+
+def _warmup_then_main(opt, main):
+    warm = L.LinearLR(opt, 0.1, total_iters=3)
+    return warm, main(opt)
+
+
+@pytest.mark.parametrize("bug", [False, True], ids=["restored in torch's order", "main built after the load"])
+def test_lr018_with_a_finished_warm_up_and_the_main_schedule_restored(bug):
+    decay = lambda o: L.LambdaLR(o, lambda e: 0.8 ** e)  # noqa: E731 (closed form: its construction writes)
+    m = model()
+    opt = torch.optim.AdamW(m.parameters(), lr=0.1)
+    warm, main = _warmup_then_main(opt, decay)
+    for it in range(6):
+        train_step(m, opt)
+        (warm if it < 3 else main).step()
+    saved_lr = opt.param_groups[0]["lr"]
+    ck = {"opt": opt.state_dict(), "warm": warm.state_dict(), "main": main.state_dict()}
+
+    m = model()
+    opt = torch.optim.AdamW(m.parameters(), lr=0.1)
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        if bug:
+            opt.load_state_dict(ck["opt"])
+            warm, main = _warmup_then_main(opt, decay)  # LambdaLR's construction rewrites the restored LR
+        else:
+            warm, main = _warmup_then_main(opt, decay)
+            opt.load_state_dict(ck["opt"])
+        warm.load_state_dict(ck["warm"])
+        main.load_state_dict(ck["main"])
+        for _ in range(3):
+            train_step(m, opt)
+            main.step()
+    h.remove()
+    assert run.lrs() == column(seen)
+    if bug:
+        assert column(seen)[0] != saved_lr
+        assert [(f.rule, f.step) for f in run.findings] == [("LR018", 0)]
+        assert "restored LambdaLR.get_last_lr()" in run.findings[0].message  # the one still running
+    else:
+        assert column(seen)[0] == saved_lr  # the main schedule's, not the finished warm-up's get_last_lr()
+        assert run.findings == []  # before: LR018 against the warm-up's last LR
