@@ -127,6 +127,7 @@ class Checker:
         self.lr002_warmup: Optional[int] = None  # decided: a warm-up that handed over to this scheduler
         self.lr004_ratio: Optional[tuple] = None
         self.lr011: Optional[Tuple[int, int, int]] = None
+        self.latest_first: Optional[Tuple[int, int, int]] = None  # (first idx, sid, first step) started last
         self.raw = True  # observations are the group dicts' own float objects (no conversion)
         self.written: set = set()  # groups some manual write changed
         self.traj = Trajectory()
@@ -237,9 +238,16 @@ class Checker:
         if st.first_idx is None:
             st.first_idx = self.idx
             st.first_step = self.steps
+            self.latest_first = (st.first_idx, sid, st.first_step)
             self._first_sched_step(sid)
-        elif len(self.stats) > 1 and self.lr011 is None:
-            self._check_lr011()
+        elif self.lr011 is None:
+            # this step interleaves with a scheduler that started after this one's first step: the one
+            # started last is such a one if any is (O(1) per step: a run rebuilding its scheduler every
+            # epoch has hundreds)
+            latest = self.latest_first
+            if latest is not None and latest[1] != sid and latest[0] > st.first_idx:
+                self.lr011 = (sid, latest[1], latest[2])
+                self._emit("LR011")
 
     def sched_end(self, vals: list, sid: int, past_end: Optional[str]) -> None:
         self.idx += 1
@@ -474,16 +482,17 @@ class Checker:
         return True
 
     def _check_lr011(self) -> None:
+        """Two schedulers interleave when one started before the other's last step (O(S log S))."""
         top = sorted((st.first_idx, st.last_idx, sid, st.first_step) for sid, st in self.stats.items()
                      if st.n_top > 0 and st.first_idx is not None)
-        for a in range(len(top)):
-            for b in range(a + 1, len(top)):
-                fa, la, sa, _ = top[a]
-                fb, lb, sb, stepb = top[b]
-                if fb < la:  # b started before a's last step: they interleave
-                    self.lr011 = (sa, sb, stepb)
-                    self._emit("LR011")
-                    return
+        reach = None  # (last step, sid) of the scheduler that stepped latest among those started so far
+        for fb, lb, sb, stepb in top:
+            if reach is not None and fb < reach[0]:  # b started before a's last step: they interleave
+                self.lr011 = (reach[1], sb, stepb)
+                self._emit("LR011")
+                return
+            if reach is None or lb > reach[0]:
+                reach = (lb, sb)
 
     def sched_name(self, sid: int) -> str:
         return self.info(sid)["name"]
