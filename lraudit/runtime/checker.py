@@ -89,11 +89,12 @@ class SchedStats:
 
 
 class Write:
-    __slots__ = ("idx", "step", "groups", "old", "new", "at", "where", "partial", "ratio")
+    __slots__ = ("idx", "step", "groups", "old", "new", "at", "where", "partial", "ratio", "ended")
 
     def __init__(self, idx, step, groups, old, new, at, where, partial, ratio):
         self.idx, self.step, self.groups, self.old, self.new = idx, step, groups, old, new
         self.at, self.where, self.partial, self.ratio = at, where, partial, ratio
+        self.ended: Optional[frozenset] = None  # schedulers whose schedule had ended at the write
 
 
 Emit = Callable[[RuntimeFinding], None]
@@ -128,6 +129,8 @@ class Checker:
         self.lr004_ratio: Optional[tuple] = None
         self.lr011: Optional[Tuple[int, int, int]] = None
         self.latest_first: Optional[Tuple[int, int, int]] = None  # (first idx, sid, first step) started last
+        # a write after a schedule ended (a new stage's LR): LR002 if that scheduler steps again after it
+        self.ended_write: Optional[Write] = None
         self.raw = True  # observations are the group dicts' own float objects (no conversion)
         self.written: set = set()  # groups some manual write changed
         self.traj = Trajectory()
@@ -227,6 +230,9 @@ class Checker:
         st.n_top += 1
         st.last_idx = self.idx
         st.last_step = self.steps
+        if self.ended_write is not None and sid in self.ended_write.ended:  # it goes on over the write
+            w, self.ended_write = self.ended_write, None
+            self._lr002_for(w)
         ic = self.icount
         ic[sid] = ic.get(sid, 0) + 1
         if self.record_positions:
@@ -433,9 +439,6 @@ class Checker:
         return all(j in self.written for j in rest) and _clamp_like(old, vals, changed, n)
 
     # -- live decisions for the rules that need a scheduler to drive the optimizer -----------------
-    def _drivers(self) -> Dict[int, SchedStats]:
-        return {sid: st for sid, st in self.stats.items() if st.n_top > 0}
-
     def _first_sched_step(self, sid: int) -> None:
         """A scheduler stepped for the first time: writes seen earlier may now fight it; it may
         interleave with another."""
@@ -450,11 +453,24 @@ class Checker:
         if self.lr011 is None and len(self.stats) > 1:
             self._check_lr011()
 
+    def _competing(self, w: "Write") -> List[int]:
+        """The schedulers a write competes with: attached before it, stepped, and still running at the
+        write or stepping after it. One whose schedule had ended at the write (transformers' linear
+        decay at 0, a cosine at T_max) and never stepped again was followed by a new stage: the write
+        set that stage's LR (a new scheduler built on it, or none)."""
+        if w.ended is None:  # first seen at the write itself: what had ended then
+            w.ended = frozenset(sid for sid, st in self.stats.items()
+                                if st.n_top > 0 and w.idx > st.attach_idx and self.info(sid).get("ended"))
+        return [sid for sid, st in self.stats.items() if st.n_top > 0 and w.idx > st.attach_idx
+                and (sid not in w.ended or (st.last_idx is not None and st.last_idx > w.idx))]
+
     def _lr002_for(self, w: "Write") -> bool:
         if self.lr002 is not None:
             return True
-        fighting = [sid for sid, st in self.stats.items() if st.n_top > 0 and w.idx > st.attach_idx]
+        fighting = self._competing(w)
         if not fighting:
+            if w.ended and self.ended_write is None:  # decided if one of them steps again
+                self.ended_write = w
             return False
         self.lr002 = (w, ", ".join(sorted({self.sched_name(sid) for sid in fighting})))
         if len(fighting) == 1 and self._may_be_warmup(fighting[0], w):
@@ -472,8 +488,7 @@ class Checker:
     def _lr004_ratio_for(self, w: "Write", old: list, new: list) -> bool:
         if self.lr004_ratio is not None:
             return True
-        keepers = [sid for sid, st in self.stats.items()
-                   if st.n_top > 0 and w.idx > st.attach_idx and self.info(sid)["ratio_preserving"]]
+        keepers = [sid for sid in self._competing(w) if self.info(sid)["ratio_preserving"]]
         if not keepers:
             return False
         self.lr004_ratio = (w, old, new, keepers[0])

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import torch
+
 from lraudit.runtime.checker import fmt
 from lraudit.runtime.scheduler_tracking import _agrees
 from lraudit.runtime.schedulers import _ShadowOptimizer, reached_end, unwrap_optimizer
@@ -25,7 +27,7 @@ class OptimizerEventsMixin:
     def _opt_load_begin(self, tr: Tracker, state_dict: Any) -> None:
         tr.observe(LB)
         try:
-            tr.restoring = bool(state_dict.get("state"))
+            tr.restoring = bool(state_dict.get("state")) and not _own_state(tr.opt, state_dict)
         except Exception:
             tr.restoring = False
 
@@ -135,3 +137,35 @@ def _same_settings(a: Any, b: Any) -> bool:
         return bool(a.defaults == b.defaults)
     except Exception:  # tensor-valued settings: cannot tell, so not the same
         return False
+
+
+def _own_state(opt: Any, state_dict: Any) -> bool:
+    """``state_dict`` is the optimizer's own state handed back (accelerate's AcceleratedOptimizer loads
+    ``optimizer.state_dict()``, moved to the device, when it wraps an optimizer): nothing is resumed.
+    Every value is the very tensor the optimizer holds (a move to the device it is on returns it), or
+    an equal number (a step count on the CPU); never a device read."""
+    saved = state_dict["state"]
+    n = 0
+    for g_saved, group in zip(state_dict["param_groups"], opt.param_groups):
+        for idx, p in zip(g_saved["params"], group["params"]):
+            mine, theirs = opt.state.get(p), saved.get(idx)
+            if (mine is None) != (theirs is None):
+                return False
+            if mine is None:
+                continue
+            n += 1
+            if mine.keys() != theirs.keys() or not all(_same_value(mine[k], theirs[k]) for k in mine):
+                return False
+    return n == len(saved)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return False
+        if a.device.type != "cpu" or b.device.type != "cpu" or a.numel() != 1 or b.numel() != 1:
+            return False
+        return a.item() == b.item()
+    return type(a) is type(b) and a == b

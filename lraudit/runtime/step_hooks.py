@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from lraudit.runtime.schedulers import _ShadowOptimizer, hookable, ratio_preserving, recomputes_each_step
+from lraudit.runtime.schedulers import _ShadowOptimizer, hookable, ratio_preserving, reached_end, recomputes_each_step
 from lraudit.runtime.tracker import ABORT, START, Tracker
 
 
@@ -68,6 +68,7 @@ class StepHooksMixin:
             "plateau": i.plateau,
             "predates": i.predates,
             "outside": i.outside,
+            "ended": reached_end(i.sched),
         }
 
     def _tracker_for(self, opt: Any, create: bool) -> Optional[Tracker]:

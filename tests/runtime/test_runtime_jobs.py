@@ -895,3 +895,70 @@ def test_lr018_with_a_finished_warm_up_and_the_main_schedule_restored(bug):
     else:
         assert column(seen)[0] == saved_lr  # the main schedule's, not the finished warm-up's get_last_lr()
         assert run.findings == []  # before: LR018 against the warm-up's last LR
+
+
+def _two_stages(write_then, keep_stepping=False):
+    """Stage 1: a schedule that ends (LinearLR decaying to 0 over 4 steps). Then the LR is written for
+    stage 2, which ``write_then`` builds a scheduler for (or None)."""
+    m = model()
+    opt = sgd(m)
+    first = L.LambdaLR(opt, lambda e: max(0.0, 1 - e / 4))
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        for _ in range(4):
+            train_step(m, opt)
+            first.step()
+        opt.param_groups[0]["lr"] = 0.05  # the next stage's LR
+        second = write_then(opt)
+        for _ in range(3):
+            train_step(m, opt)
+            if second is not None:
+                second.step()
+            if keep_stepping:
+                first.step()
+    h.remove()
+    return run, column(seen)
+
+
+def test_a_write_after_the_schedule_ended_sets_the_next_stage():
+    run, seen = _two_stages(lambda o: L.StepLR(o, 1, 0.5))
+    assert seen == pytest.approx([0.1, 0.075, 0.05, 0.025, 0.05, 0.025, 0.0125], rel=1e-12)
+    assert run.findings == []  # before: LR002, the ended schedule taken as still fighting the write
+    run, seen = _two_stages(lambda o: None)  # stage 2 at a constant LR
+    assert seen[4:] == [0.05] * 3 and run.findings == []
+
+
+def test_a_write_the_ended_schedule_still_overwrites_is_lr002():
+    run, seen = _two_stages(lambda o: None, keep_stepping=True)
+    assert seen[4:] == [0.05, 0.0, 0.0]  # LambdaLR recomputes from its base: the write lasted one update
+    assert [(f.rule, f.step) for f in run.findings] == [("LR002", 4)]
+
+
+def _stage_two_after_a_load(state_of):
+    m = model()
+    opt = sgd(m, momentum=0.9)
+    first = L.StepLR(opt, 1, 0.5)
+    for _ in range(3):
+        train_step(m, opt)
+        first.step()
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        opt.load_state_dict(state_of(opt))
+        warm = L.LambdaLR(opt, lambda e: min(1.0, (e + 1) / 3))  # the next stage's warm-up, built fresh
+        for _ in range(3):
+            train_step(m, opt)
+            warm.step()
+    h.remove()
+    assert run.lrs() == column(seen)
+    return run, column(seen)
+
+
+def test_an_optimizer_handed_its_own_state_is_not_a_resume():
+    """accelerate's AcceleratedOptimizer loads ``optimizer.state_dict()`` when it wraps an optimizer: a
+    Trainer for a second stage over the same optimizer is no resume."""
+    run, seen = _stage_two_after_a_load(lambda opt: opt.state_dict())
+    assert seen == pytest.approx([0.1 / 3, 0.2 / 3, 0.1], rel=1e-12)
+    assert run.findings == []  # before: LR019, the new stage's scheduler taken as not restored
+    ck = checkpoint_after(2, lambda o: L.StepLR(o, 1, 0.5))
+    run, _ = _stage_two_after_a_load(lambda opt: ck["opt"])  # a checkpoint of another step: a resume
+    assert [f.rule for f in run.findings] == ["LR019"]
