@@ -263,7 +263,11 @@ class Checker:
         if st is not None:
             self.sched_ref[sid] = (st.last_idx, vals)
         if self.lr002_wait and self.lr002_pending == sid:
-            self.lr002_armed = True
+            rv = self.reach_vals
+            if rv is not None and len(rv) == len(vals) and all(map(_close, vals, rv)):
+                self.reach = (sid,)  # it arrived at the last write's LRs: a ramp aimed at its next value
+            else:
+                self.lr002_armed = True
 
     def ctor(self, vals: list, sid: int, restart_of: Optional[int]) -> None:
         """A scheduler built during the audit; ``restart_of``: the same kind of scheduler it restarts
@@ -377,8 +381,9 @@ class Checker:
                     self._emit("LR013")
                 else:
                     # ReduceLROnPlateau consumes a metric, not a position in a schedule: stepped on a
-                    # baseline validation before training it shifts nothing
-                    first = [s for s in ic if not self.info(s).get("plateau")]
+                    # baseline validation before training it shifts nothing; nor does a step from a
+                    # last_epoch set by hand (it goes where the code put it)
+                    first = [s for s in ic if not self.info(s).get("plateau") and not self.info(s).get("repositioned")]
                     if first:
                         self._hit("LR001", step=0, group=0, sid=first[0], k=ic[first[0]])
             elif k >= 2 and not final:  # extra steps after the last update are never used
@@ -480,10 +485,12 @@ class Checker:
         return True
 
     def _may_be_warmup(self, sid: int, w: Write) -> bool:
-        """The writes began before the scheduler's first step, and its steps recompute every group from
-        its base values (a write never leaks into its schedule)."""
+        """The writes began before the scheduler's first step (or before the first update: ultralytics
+        steps its scheduler at each epoch's start, the first write follows), and its steps recompute
+        every group from its base values (a write never leaks into its schedule)."""
         st = self.stats[sid]
-        return (st.first_idx is None or w.idx < st.first_idx) and bool(self.info(sid).get("recomputes"))
+        return ((st.first_idx is None or w.idx < st.first_idx or w.step == 0)
+                and bool(self.info(sid).get("recomputes")))
 
     def _lr004_ratio_for(self, w: "Write", old: list, new: list) -> bool:
         if self.lr004_ratio is not None:
@@ -563,6 +570,13 @@ class Checker:
             self._lr002_for(w)
 
     # -- a manual warm-up over a scheduler that recomputes the LRs (LR002 at warning) ---------------
+    def rewrote_equal(self, vals: list) -> None:
+        """The groups were written with the values the scheduler's step had just set (equal, so no change
+        is seen; the tracker saw other objects): a warm-up's last write landing on the scheduler's value
+        of the new epoch (ultralytics' ramp ends on ``initial_lr * lf(epoch)``). It reached it."""
+        self._reached(vals)
+        self.lr002_armed = False
+
     @property
     def lr002_wait(self) -> bool:
         """A possible warm-up whose last write did not reach its scheduler's value (the lane stays off)."""

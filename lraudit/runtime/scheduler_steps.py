@@ -99,6 +99,8 @@ class SchedulerStepsMixin:
                     with_args = bool(args) or (bool(kwargs) and "epoch" in kwargs)
                     if info.parent is None and (tr.resume or len(tr.opt.param_groups) != info.n_groups):
                         self._before_step(info, tr, with_args, args, kwargs)
+                    if not tr.checker.steps and _placed_by_hand(sched):
+                        info.repositioned = True
                     tr.sched_begin(info.sid, with_args)
                 token = (tr, info, sched, has_metric)
             except Exception as e:
@@ -132,6 +134,8 @@ class SchedulerStepsMixin:
             with_args = bool(args) or "epoch" in (kwargs or {})
             if info.parent is None:
                 self._before_step(info, tr, with_args, args, kwargs or {})
+            if not tr.checker.steps and _placed_by_hand(s):
+                info.repositioned = True
             tr.sched_begin(info.sid, with_args)
             return (tr, info, s, has_metric)
         except Exception as e:
@@ -279,3 +283,12 @@ def _what_torch_does(sched: Any, opt: Any, built: int, args: tuple, kwargs: dict
     return (f"schedules group(s) {', '.join(map(str, moved))} from their own current LR with factors meant "
             f"for other groups (group {j}: {fmt(before[j])} -> {fmt(after[j])} {when}); the "
             "scheduler has no base LR for them")
+
+
+def _placed_by_hand(sched: Any) -> bool:
+    """``last_epoch`` was set by hand (ultralytics: ``scheduler.last_epoch = start_epoch - 1``, then a
+    step at each epoch's start): it no longer counts the steps taken (``_step_count - 1`` does, the
+    construction's step included, and a load restores both). A step from there goes where the code
+    put the schedule; before the first update it shifts nothing (not LR001)."""
+    last, count = getattr(sched, "last_epoch", None), getattr(sched, "_step_count", None)
+    return type(last) is int and type(count) is int and last != count - 1

@@ -68,7 +68,8 @@ def stepped_since_idle(s: Any) -> bool:
 
 class SchedInfo:
     __slots__ = ("sid", "sched", "tracker", "parent", "stepped", "anchors", "simulable", "may_end", "plateau",
-                 "loaded", "after_opt_load", "lr017", "n_groups", "lane_ok", "predates", "outside", "uncopied")
+                 "loaded", "after_opt_load", "lr017", "n_groups", "lane_ok", "predates", "outside", "uncopied",
+                 "repositioned")
 
     def __init__(self, sid: int, sched: Any, tracker: Tracker) -> None:
         self.sid = sid
@@ -94,6 +95,7 @@ class SchedInfo:
         self.predates = False  # it existed when the audit began (found, not built or met during it)
         self.outside = False  # an earlier audit ended with it idle and it stepped since (see _IDLE_AT_EXIT)
         self.uncopied = ""  # why expect='scheduler' could not copy it
+        self.repositioned = False  # its last_epoch was set by hand before a step preceding any update
 
 
 class SchedulerTrackingMixin:

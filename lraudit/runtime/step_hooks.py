@@ -69,6 +69,7 @@ class StepHooksMixin:
             "predates": i.predates,
             "outside": i.outside,
             "ended": reached_end(i.sched),
+            "repositioned": i.repositioned,
         }
 
     def _tracker_for(self, opt: Any, create: bool) -> Optional[Tracker]:

@@ -162,6 +162,7 @@ class Tracker:
         # the steady lane (see lane.py): plain steps recorded without the checker, settled into it
         self.lane: Optional[Lane] = None
         self.lane_wait = RETRY_AFTER  # general-path updates before the lane is tried
+        self.armed_lrs: Optional[list] = None  # the LR objects a scheduler left while LR002 waits
         self._sched_info = sched_info  # sid -> the audit's SchedInfo
 
     # -- the steady lane -------------------------------------------------------------------------
@@ -338,6 +339,8 @@ class Tracker:
             vals = self.read()
             if vals is not None:
                 self._checker.sched_end(vals, sid, why)
+                if self._checker.lr002_armed:  # the objects it left: a write of equal values replaces them
+                    self.armed_lrs = [g["lr"] for g in self.opt.param_groups]
                 if momentum:
                     self.read_params()
                 return
@@ -361,7 +364,12 @@ class Tracker:
         if self.queue is None:
             vals = self.read()
             if vals is not None:
-                self._checker.pre(vals)
+                c = self._checker
+                if c.lr002_armed and self.armed_lrs is not None and c.last == vals and any(
+                        g["lr"] is not v for g, v in zip(self.opt.param_groups, self.armed_lrs)):
+                    c.rewrote_equal(vals)
+                self.armed_lrs = None
+                c.pre(vals)
                 return
         self.queue.push(PRE, self._row())  # type: ignore[union-attr]
 

@@ -4,6 +4,7 @@ the LRs, the plain LR002 otherwise) and what LR004 calls a ratio-breaking write.
 Every run records the LRs each update used with a pre-hook of the test's own and compares them with
 ``run.lrs``."""
 import numpy as np
+import pytest
 import torch
 from rt_helpers import backward, by_rule, model, rules, two_groups
 from torch.optim import lr_scheduler as L
@@ -374,3 +375,62 @@ def test_long_run_on_the_steady_lane_gives_the_general_paths_verdict(monkeypatch
     with monkeypatch.context() as mp:
         mp.setattr(tracker, "open_lane", lambda tr, info: None)
         assert _long_warmup_run() == warm and _long_warmup_run(resume_at=300) == fight
+
+
+def _ultralytics_run(where, lag, nw=12, nb=4, epochs=8):
+    """YOLO's trainers as they are: ``scheduler.last_epoch = start_epoch - 1  # do not move`` (``lag``),
+    the scheduler stepped at each epoch's end (yolov5) or start (ultralytics v8, ``where="start"``), and
+    an np.interp warm-up over ``nw`` updates into every group, aimed at ``initial_lr * lf(epoch)``; with
+    nw = 3 * nb it ends on the first batch of an epoch."""
+    def lf(x):
+        return (1 - x / epochs) * 0.99 + 0.01
+
+    m = model()
+    opt = _three_groups(m)
+    seen, handle = _own_record(opt)
+    with audit(opt) as run:
+        sched = L.LambdaLR(opt, lr_lambda=lf)
+        if lag:
+            sched.last_epoch = -1  # do not move
+        for epoch in range(epochs):
+            if where == "start":
+                sched.step()
+            for i in range(nb):
+                ni = i + nb * epoch
+                if ni <= nw:
+                    for j, g in enumerate(opt.param_groups):
+                        g["lr"] = np.interp(ni, [0, nw], [BIAS_LR if j == 0 else 0.0, g["initial_lr"] * lf(epoch)])
+                opt.zero_grad()
+                backward(m)
+                opt.step()
+            if where == "end":
+                sched.step()
+    handle.remove()
+    _same_values(run, seen)
+    return run, seen, lf
+
+
+@pytest.mark.parametrize("where, lag", [("end", True), ("end", False), ("start", True)],
+                         ids=["yolov5", "yolov5 without the lag line", "ultralytics"])
+def test_yolo_trainers_as_they_are_get_the_warmup_warning(where, lag):
+    run, seen, lf = _ultralytics_run(where, lag)
+    # after the warm-up every update uses the schedule's value for its epoch (one epoch late for yolov5's
+    # lag and its end-of-epoch step, as in the real trainer)
+    shift = 1 if (where == "end" and lag) else 0
+    for ni in range(16, 32):
+        assert seen[ni] == pytest.approx([LR0 * lf(ni // 4 - shift)] * 3, rel=1e-12), ni
+    # before: LR002 at error (the ramp aims at the next epoch's value, or its last write equals the
+    # value the epoch's step had just set), and for ultralytics an LR001 too
+    assert rules(run) == ["LR002"]
+    assert by_rule(run, "LR002").severity == "warning"
+
+
+def test_ultralytics_step_before_the_first_update_is_no_lr001():
+    """``last_epoch = start_epoch - 1`` then a step at each epoch's start: the first update uses
+    lf(0), the LR at construction; the schedule is not shifted."""
+    run, seen, lf = _ultralytics_run("start", lag=True, nw=-1)
+    assert [row[0] for row in seen[::4]] == pytest.approx([LR0 * lf(e) for e in range(8)], rel=1e-12)
+    assert run.findings == []
+    run, seen, lf = _ultralytics_run("start", lag=False, nw=-1)  # without the line: shifted, LR001
+    assert seen[0] == pytest.approx([LR0 * lf(1)] * 3, rel=1e-12)
+    assert rules(run) == ["LR001"]
