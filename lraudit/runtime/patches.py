@@ -191,8 +191,9 @@ def _sched_load(original):
             out = original(self, *args, **kwargs)
         finally:
             state.load_depth -= 1
+        saved = args[0] if args else kwargs.get("state_dict")
         for a in tuple(ACTIVE):
-            a._on_sched_loaded(self)
+            a._on_sched_loaded(self, saved)
         return out
 
     return load_state_dict

@@ -199,7 +199,7 @@ class SchedulerTrackingMixin:
         if self._pending is not None:
             self._raise_pending()
 
-    def _on_sched_loaded(self, s: Any) -> None:
+    def _on_sched_loaded(self, s: Any, saved: Any = None) -> None:
         """``scheduler.load_state_dict()`` during the audit: a resume. The expectation is re-anchored,
         LR019 is answered for it, and the next update is compared with its ``get_last_lr()`` (LR018)."""
         try:
@@ -212,7 +212,10 @@ class SchedulerTrackingMixin:
                 return
             info = self._info_for(s, tr)
             tr.resume.pop(info.sid, None)
-            info.loaded = True
+            # LR018 compares the next update with get_last_lr(): only when the load restored it
+            # (detectron2's LRMultiplier saves base_lrs and last_epoch only: its get_last_lr() is the
+            # fresh construction's until its next step)
+            info.loaded = not isinstance(saved, dict) or "_last_lr" in saved
             info.lr017 = None
             built = built_groups(s)
             info.n_groups = built if built is not None else info.n_groups

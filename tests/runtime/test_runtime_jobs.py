@@ -962,3 +962,40 @@ def test_an_optimizer_handed_its_own_state_is_not_a_resume():
     ck = checkpoint_after(2, lambda o: L.StepLR(o, 1, 0.5))
     run, _ = _stage_two_after_a_load(lambda opt: ck["opt"])  # a checkpoint of another step: a resume
     assert [f.rule for f in run.findings] == ["LR019"]
+
+
+class MultiplierLR(L.LRScheduler):
+    """detectron2's LRMultiplier in shape: its state is ``base_lrs`` and ``last_epoch`` only."""
+
+    def __init__(self, optimizer, max_iter):
+        self.max_iter = max_iter
+        super().__init__(optimizer)
+
+    def state_dict(self):
+        return {"base_lrs": self.base_lrs, "last_epoch": self.last_epoch}
+
+    def get_lr(self):
+        return [base * (0.1 if self.last_epoch >= self.max_iter // 2 else 1.0) for base in self.base_lrs]
+
+
+def test_a_scheduler_state_without_its_last_lr_is_not_compared_with_get_last_lr():
+    m = model()
+    opt = sgd(m, lr=0.02, momentum=0.9)
+    sched = MultiplierLR(opt, 40)
+    for _ in range(25):
+        train_step(m, opt)
+        sched.step()
+    ck = {"opt": opt.state_dict(), "sched": sched.state_dict()}
+    opt = sgd(m, lr=0.02, momentum=0.9)
+    sched = MultiplierLR(opt, 40)
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        opt.load_state_dict(ck["opt"])  # torch's order: build, load the optimizer, load the scheduler
+        sched.load_state_dict(ck["sched"])
+        assert sched.get_last_lr() == [0.02]  # stale: the fresh construction's
+        for _ in range(5):
+            train_step(m, opt)
+            sched.step()
+    h.remove()
+    assert run.lrs() == column(seen) == pytest.approx([0.002] * 5, rel=1e-12)  # the uninterrupted run's
+    assert run.findings == []  # before: LR018 against the stale get_last_lr()
