@@ -106,9 +106,23 @@ class OptimizerEventsMixin:
                 key = (type(opt), ids)
                 n = self._rebuilds[key] = self._rebuilds.get(key, 0) + 1
                 if n >= 2 or _same_settings(opt, tr.opt):
-                    tr.event(OPTCTOR, type(opt).__name__)
+                    self._rebuilt(opt, tr)
         except Exception as e:
             self._errors.append(e)
+
+    def _rebuilt(self, opt: Any, tr: Tracker) -> None:
+        """``opt`` rebuilds ``tr``'s optimizer; whether its state restarts (LR006) is known at its first
+        step: state restored in between (``opt.load_state_dict(checkpoint)``, an in-process resume) is
+        no restart."""
+        pending = [True]  # the hook stays until the audit stops (torch forbids removing it while it runs)
+
+        def first_step(o: Any, args: Any, kwargs: Any) -> None:
+            if pending[0]:
+                pending[0] = False
+                if not o.state and self._state == 1:
+                    self._guard(tr.event, OPTCTOR, type(o).__name__)
+
+        self._handles.append(opt.register_step_pre_hook(first_step))
 
     def _scaler_mark(self, optimizer: Any) -> Optional[tuple]:
         try:

@@ -999,3 +999,33 @@ def test_a_scheduler_state_without_its_last_lr_is_not_compared_with_get_last_lr(
     h.remove()
     assert run.lrs() == column(seen) == pytest.approx([0.002] * 5, rel=1e-12)  # the uninterrupted run's
     assert run.findings == []  # before: LR018 against the stale get_last_lr()
+
+
+@pytest.mark.parametrize("restored", [True, False])
+def test_an_optimizer_rebuilt_and_restored_in_process_is_a_resume_not_lr006(restored):
+    m = model()
+    opt = sgd(m, momentum=0.9)
+    sched = L.StepLR(opt, 5, 0.5)
+    seen, h = own_record(opt)
+    with audit(None) as run:
+        for _ in range(10):
+            train_step(m, opt)
+            sched.step()
+        ck = {"opt": opt.state_dict(), "sched": sched.state_dict()}
+        h.remove()
+        opt = sgd(m, momentum=0.9)  # same parameters, same settings: a rebuild
+        sched = L.StepLR(opt, 5, 0.5)
+        if restored:
+            opt.load_state_dict(ck["opt"])
+            sched.load_state_dict(ck["sched"])
+        more, h = own_record(opt)
+        for _ in range(5):
+            train_step(m, opt)
+            sched.step()
+    h.remove()
+    assert run.lrs(optimizer=0) == column(seen) == [0.1] * 5 + [0.05] * 5
+    assert run.lrs(optimizer=1) == column(more) == ([0.025] * 5 if restored else [0.1] * 5)
+    if restored:
+        assert run.findings == []  # before: LR006, "momentum restarts", though it was restored
+    else:
+        assert [f.rule for f in run.findings] == ["LR006"]
