@@ -131,6 +131,10 @@ class Checker:
         self.latest_first: Optional[Tuple[int, int, int]] = None  # (first idx, sid, first step) started last
         # a write after a schedule ended (a new stage's LR): LR002 if that scheduler steps again after it
         self.ended_write: Optional[Write] = None
+        # schedulers whose LRs were handed back before their step: sid -> (from, to) event indices of
+        # the writes undone so; a later write waits for their next step (layer_write)
+        self.undone: Dict[int, Tuple[int, int]] = {}
+        self.layer_write: Optional[Write] = None
         self.raw = True  # observations are the group dicts' own float objects (no conversion)
         self.written: set = set()  # groups some manual write changed
         self.traj = Trajectory()
@@ -220,13 +224,23 @@ class Checker:
 
     def sched_begin(self, vals: list, sid: int, has_args: bool = False) -> None:
         self.idx += 1
+        handed_back = False
         if vals != self.last:
             if self.last is not None:
-                self._external(vals, AT_SCHED, sid)
+                handed_back = self._hands_back(vals, sid)
+                if handed_back:
+                    self._undo(sid)
+                else:
+                    self._external(vals, AT_SCHED, sid)
             self.last = vals
         st = self.stats.get(sid)
         if st is None:
             st = self._stat(sid)
+        if self.layer_write is not None and not handed_back and sid in self.undone:
+            # a write over a layer that hands back before each step reached this step after all
+            w, self.layer_write = self.layer_write, None
+            del self.undone[sid]
+            self._lr002_for(w)
         st.n_top += 1
         st.last_idx = self.idx
         st.last_step = self.steps
@@ -458,6 +472,32 @@ class Checker:
         if self.lr011 is None and len(self.stats) > 1:
             self._check_lr011()
 
+    def _hands_back(self, vals: list, sid: int) -> bool:
+        """Right before its step, the groups were put back at the LRs this scheduler left (pytorch_warmup's
+        ``with warmup.dampening(): scheduler.step()`` restores the undampened LRs, then multiplies by the
+        warm-up factor after the step): the writes since its last step never reached its schedule."""
+        if sid not in self.sched_ref:
+            return False
+        st = self.stats.get(sid)
+        since = -1 if st is None else (st.last_idx if st.last_idx is not None else st.attach_idx)
+        if any(o != sid and x.last_idx is not None and x.last_idx > since for o, x in self.stats.items()):
+            return False  # another scheduler wrote since: going back to this one's LRs undoes that one
+        self._fresh_refs(self.last)  # steps the steady lane took set the LRs just before this change
+        ref = self.sched_ref[sid][1]
+        return len(ref) == len(vals) and all(map(_close, vals, ref))
+
+    def _undo(self, sid: int) -> None:
+        st = self.stats.get(sid)
+        start = -1
+        if st is not None:
+            start = st.last_idx if st.last_idx is not None else st.attach_idx
+        prev = self.undone.get(sid)
+        if prev is not None and prev[1] >= start:  # contiguous with the last one: its step in between
+            start = prev[0]
+        self.undone[sid] = (start, self.idx)
+        if self.layer_write is not None and self.layer_write.idx > start:
+            self.layer_write = None
+
     def _competing(self, w: "Write") -> List[int]:
         """The schedulers a write competes with: attached before it, stepped, and still running at the
         write or stepping after it. One whose schedule had ended at the write (transformers' linear
@@ -466,8 +506,10 @@ class Checker:
         if w.ended is None:  # first seen at the write itself: what had ended then
             w.ended = frozenset(sid for sid, st in self.stats.items()
                                 if st.n_top > 0 and w.idx > st.attach_idx and self.info(sid).get("ended"))
+        undone = self.undone
         return [sid for sid, st in self.stats.items() if st.n_top > 0 and w.idx > st.attach_idx
-                and (sid not in w.ended or (st.last_idx is not None and st.last_idx > w.idx))]
+                and (sid not in w.ended or (st.last_idx is not None and st.last_idx > w.idx))
+                and not (sid in undone and undone[sid][0] < w.idx < undone[sid][1])]
 
     def _lr002_for(self, w: "Write") -> bool:
         if self.lr002 is not None:
@@ -476,6 +518,10 @@ class Checker:
         if not fighting:
             if w.ended and self.ended_write is None:  # decided if one of them steps again
                 self.ended_write = w
+            return False
+        if all(sid in self.undone for sid in fighting):  # decided at their next step: handed back or not
+            if self.layer_write is None:
+                self.layer_write = w
             return False
         self.lr002 = (w, ", ".join(sorted({self.sched_name(sid) for sid in fighting})))
         if len(fighting) == 1 and self._may_be_warmup(fighting[0], w):

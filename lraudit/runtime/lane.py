@@ -196,7 +196,8 @@ def open_lane(tr: Any, sched_info: Any) -> Optional[Lane]:
     # lr002_wait: a manual warm-up not (yet) on its scheduler's value; the next plain step decides LR002
     if (tr.queue is not None or c.reads_lr_first or c.record_positions or tr.loaded
             or c.pending or c.past_end is not None or c.iskips or c.icount or not c.steps
-            or ("LR001" in c.hits and "LR001" not in c.emitted) or c.lr002_wait or c.ended_write is not None):
+            or ("LR001" in c.hits and "LR001" not in c.emitted) or c.lr002_wait or c.ended_write is not None
+            or c.layer_write is not None):
         return None
     last = c.last
     groups = tr.opt.param_groups

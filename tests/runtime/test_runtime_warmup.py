@@ -434,3 +434,73 @@ def test_ultralytics_step_before_the_first_update_is_no_lr001():
     run, seen, lf = _ultralytics_run("start", lag=False, nw=-1)  # without the line: shifted, LR001
     assert seen[0] == pytest.approx([LR0 * lf(1)] * 3, rel=1e-12)
     assert rules(run) == ["LR001"]
+
+
+class _Dampening:
+    """pytorch_warmup's BaseWarmup + LinearWarmup in shape: ``dampen()`` multiplies every group's LR by
+    the warm-up factor; ``dampening()`` puts the undampened LRs back before the scheduler's step and
+    dampens after it (``hand_back=False``: a layer that forgets to hand back)."""
+
+    def __init__(self, opt, period, hand_back=True):
+        self.opt, self.period, self.last_step, self.hand_back = opt, period, -1, hand_back
+        self.lrs = [g["lr"] for g in opt.param_groups]
+        self.dampen()
+
+    def factor(self, step):
+        return min(1.0, (step + 1) / self.period)
+
+    def dampen(self):
+        self.last_step += 1
+        for g in self.opt.param_groups:
+            g["lr"] *= self.factor(self.last_step)
+
+    def step_inside(self, sched):
+        if self.hand_back:
+            for g, lr in zip(self.opt.param_groups, self.lrs):
+                g["lr"] = lr
+        sched.step()
+        self.lrs = [g["lr"] for g in self.opt.param_groups]
+        self.dampen()
+
+
+@pytest.mark.parametrize("stray_write_at", [None, 12])
+def test_pytorch_warmup_dampening_hands_back_before_each_step(stray_write_at):
+    m = model()
+    opt = torch.optim.AdamW(two_groups(m, 1e-3, 1e-4))
+    seen, handle = _own_record(opt)
+    with audit(opt) as run:
+        cosine = L.CosineAnnealingLR(opt, T_max=20)
+        warmup = _Dampening(opt, 5)
+        for step in range(20):
+            opt.zero_grad()
+            backward(m)
+            opt.step()
+            if step == stray_write_at:  # a write the layer does not undo: the cosine compounds it
+                for g in opt.param_groups:
+                    g["lr"] *= 0.1
+                warmup.lrs = [lr * 0.1 for lr in warmup.lrs]
+            warmup.step_inside(cosine)
+    handle.remove()
+    _same_values(run, seen, n_groups=2)
+    if stray_write_at is None:
+        for k in range(20):  # the cosine's value times the warm-up factor, for each group
+            cos = (1 + np.cos(np.pi * k / 20)) / 2
+            assert seen[k] == pytest.approx([1e-3 * cos * min(1, (k + 1) / 5), 1e-4 * cos * min(1, (k + 1) / 5)],
+                                            rel=1e-9), k
+        assert run.findings == []  # before: LR002 at error, "two writers fight"
+    else:
+        assert rules(run) == ["LR002"] and by_rule(run, "LR002").severity == "error"
+
+
+def test_a_multiplying_layer_that_does_not_hand_back_is_lr002():
+    m = model()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    with audit(opt) as run:
+        cosine = L.CosineAnnealingLR(opt, T_max=20)
+        warmup = _Dampening(opt, 5, hand_back=False)  # the cosine steps from the dampened LR
+        for _ in range(20):
+            opt.zero_grad()
+            backward(m)
+            opt.step()
+            warmup.step_inside(cosine)
+    assert rules(run) == ["LR002"] and by_rule(run, "LR002").severity == "error"
