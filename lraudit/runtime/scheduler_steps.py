@@ -172,7 +172,9 @@ class SchedulerStepsMixin:
         name = type(info.sched).__name__
         closed = _closed_form(info.sched)
         effect = ("jumps back to the start of its schedule (it computes the LR from its own count)"
-                  if closed else "decays the restored LR on its own restarted count")
+                  if closed else "takes the restored LR through its schedule again, from that step: each step "
+                  "multiplies it by the factor of its restarted count (a warm-up ramps it up by its whole "
+                  "range, a decay decays it again)")
         when = ("was built after the optimizer's state was restored and" if info.after_opt_load
                 else "drove it then, and")
         msg = (f"the state of {tr.name} was restored with optimizer.load_state_dict() (before optimizer "
