@@ -70,7 +70,8 @@ _RULES = (
         fix=FIX_UNSAFE,
         static="`sched.step()` can run before the first `opt.step()` of its optimizer in the training loop "
         "(through any depth of same-module helper calls)",
-        runtime="a scheduler step observed before the first optimizer step",
+        runtime="a scheduler step observed before the first optimizer step (not one from a last_epoch set by "
+        "hand, ultralytics' `last_epoch = start_epoch - 1`)",
         what="Finds a learning-rate scheduler stepped before the optimizer it drives has taken its first "
         "step: at the top of the epoch loop before the batch loop, before a `train_one_epoch(...)` "
         "helper that steps the optimizer, or before `optimizer.step()` in the same block.",
@@ -96,9 +97,12 @@ _RULES = (
         fix=FIX_NONE,
         static="a write to `param_group[\"lr\"]` of an optimizer that a torch scheduler also drives",
         runtime="LR changed between two optimizer steps by something other than a scheduler step; at severity "
-        "warning for a manual warm-up: writes from before the scheduler's first step that stop on its own "
-        "value, when its steps recompute every group from its base LRs (LambdaLR, OneCycleLR, CyclicLR, "
-        "CosineAnnealingWarmRestarts) and it alone writes from then on",
+        "warning for a manual warm-up: writes from before the scheduler's first step (or the first update) "
+        "that stop on its own value (its current one, its next step's, or the one its step just set), when "
+        "its steps recompute every group from its base LRs (LambdaLR, OneCycleLR, CyclicLR, "
+        "CosineAnnealingWarmRestarts) and it alone writes from then on; not for writes handed back to the "
+        "scheduler before each of its steps (pytorch_warmup's dampening), nor for one after its schedule "
+        "ended that it never overwrites",
         what="Finds assignments to `param_group['lr']` (directly, in a loop over `optimizer.param_groups`, "
         "or in a same-module helper) on an optimizer that a `torch.optim.lr_scheduler` scheduler also "
         "drives, after that scheduler was built. A write of a LambdaLR's own closed form "
@@ -192,8 +196,9 @@ _RULES = (
         severity=ERROR,
         fix=FIX_NONE,
         static="scheduler or optimizer constructed inside the training loop: its state restarts every iteration",
-        runtime="a new scheduler/optimizer restarts the trajectory; a new scheduler after the previous one "
-        "ended (its schedule's end, or every group left at 0) starts a new phase",
+        runtime="a new scheduler/optimizer restarts the trajectory (an optimizer rebuilt whose state was restored "
+        "before its first step is a resume); a new scheduler after the previous one ended (its schedule's "
+        "end, or every group left at 0) starts a new phase",
         what="Finds an optimizer or a torch scheduler built unconditionally inside the loop that also steps "
         "it (an epoch or batch loop, also through same-module helpers). Loops over folds, trials, configs, "
         "models, tasks or learning rates, and loops that rebuild the model or the parameters the optimizer "
@@ -462,8 +467,8 @@ _RULES = (
         static="a scheduler whose construction rewrites the LR (LambdaLR and the transformers factories, "
         "LinearLR, ConstantLR, CyclicLR, OneCycleLR, CosineAnnealingWarmRestarts, SequentialLR) built "
         "after `optimizer.load_state_dict` on the same path",
-        runtime="right after the loads, the LR the next update uses differs from the restored scheduler's "
-        "`get_last_lr()`",
+        runtime="right after the loads, the LR the next update uses differs from every restored scheduler's "
+        "`get_last_lr()` (of those whose saved state holds their last LRs)",
         what="Finds a torch scheduler built after `optimizer.load_state_dict(...)` on the same optimizer "
         "(in a resume block, a `Trainer.resume()` method, a script), when its class writes the LR at "
         "construction, and it is not positioned explicitly with `last_epoch`.",
