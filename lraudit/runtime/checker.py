@@ -397,7 +397,8 @@ class Checker:
                     # ReduceLROnPlateau consumes a metric, not a position in a schedule: stepped on a
                     # baseline validation before training it shifts nothing; nor does a step from a
                     # last_epoch set by hand (it goes where the code put it)
-                    first = [s for s in ic if not self.info(s).get("plateau") and not self.info(s).get("repositioned")]
+                    first = [s for s in ic
+                             if not self.info(s).get("plateau") and not self.info(s).get("repositioned")]
                     if first:
                         self._hit("LR001", step=0, group=0, sid=first[0], k=ic[first[0]])
             elif k >= 2 and not final:  # extra steps after the last update are never used

@@ -91,15 +91,16 @@ class Phase(NamedTuple):
 
     ``anchors``: its copies ``(step, scheduler steps before, (shadow scheduler, shadow optimizer), lazy,
     event index)`` in the order they were taken, each replayed until the next; ``positions``: for each of
-    its real steps in order, how many updates preceded it (recorded for ``'scheduler'`` only). ``start``: the update from which it drives the
-    LR (None: from its first anchor); ``handoff``: it was built before the phase before it ended, so its
-    first copy starts from the LRs that phase left (as the real scheduler read the real group's LR).
+    its real steps in order, how many updates preceded it (recorded for ``'scheduler'`` only);
+    ``start``: the update from which it drives the LR (None: from its first anchor); ``handoff``: it was
+    built before the phase before it ended, so its first copy starts from the LRs that phase left (as
+    the real scheduler read the real group's LR); ``last``: the position of its last real step.
     """
     anchors: List[tuple]
     positions: Any
     start: Optional[int] = None
     handoff: bool = False
-    last: Optional[int] = None  # the position of its last real step
+    last: Optional[int] = None
 
 
 def simulate_phases(phases: List[Phase], n_steps: int,
