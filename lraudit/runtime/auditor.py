@@ -71,6 +71,7 @@ class Audit(StepHooksMixin, SchedulerTrackingMixin, SchedulerStepsMixin, Optimiz
         self._pending: Optional[BaseException] = None  # raised at the next safe point
         self._warned: set = set()
         self._rebuilds: Dict[tuple, int] = {}
+        self._loaded_states: set = set()  # optimizer states loaded: a rebuild loading one again restarts
         self._record_positions = expect_mod.wants(self.expect, expect_mod.SCHEDULER)
         self._wants_snapshots = expect_mod.wants(self.expect, None)
 

@@ -196,8 +196,7 @@ def open_lane(tr: Any, sched_info: Any) -> Optional[Lane]:
     # lr002_wait: a manual warm-up not (yet) on its scheduler's value; the next plain step decides LR002
     if (tr.queue is not None or c.reads_lr_first or c.record_positions or tr.loaded
             or c.pending or c.past_end is not None or c.iskips or c.icount or not c.steps
-            or ("LR001" in c.hits and "LR001" not in c.emitted) or c.lr002_wait or c.ended_write is not None
-            or c.layer_write is not None):
+            or ("LR001" in c.hits and "LR001" not in c.emitted) or c.lr002_wait or c.layer_write is not None):
         return None
     last = c.last
     groups = tr.opt.param_groups
@@ -217,8 +216,10 @@ def open_lane(tr: Any, sched_info: Any) -> Optional[Lane]:
             c.stats[o].first_idx < st.first_idx for _, o in stepped if o != sid)
         cand = sched_info(sid)
         # a resume mark (LR019) is looked at by the scheduler's next step on the general path
+        # (a write waiting on whether an ended schedule steps again: only the general path sees its step)
         if (settled_order and st.first_idx is not None and cand.parent is None and cand.lane_ok
-                and cand.lr017 is None and cand.n_groups == len(groups) and sid not in tr.resume):
+                and cand.lr017 is None and cand.n_groups == len(groups) and sid not in tr.resume
+                and (c.ended_write is None or sid not in c.ended_write.ended)):
             info = cand
     momentum = info is not None and tr._may_write_params(info.sid)
     params = tr._params

@@ -28,6 +28,10 @@ class OptimizerEventsMixin:
         tr.observe(LB)
         try:
             tr.restoring = bool(state_dict.get("state")) and not _own_state(tr.opt, state_dict)
+            if tr.restoring:
+                fp = _fingerprint(state_dict)
+                if fp is not None:
+                    self._loaded_states.add(fp)
         except Exception:
             tr.restoring = False
 
@@ -51,8 +55,7 @@ class OptimizerEventsMixin:
         """The first update after loads: does it use the LR the restored schedulers report? (LR018)"""
         tr.loaded = False
         vals = tr.checker.traj.last_row if tr.queue is None else None
-        differing = []  # (ended, SchedInfo, group, what it reports)
-        agreed = False
+        restored = []  # (ended, SchedInfo, first group that differs or None, what it reports)
         for info in self._sched_list:
             if info.tracker is not tr or not info.loaded:
                 continue
@@ -66,15 +69,14 @@ class OptimizerEventsMixin:
             if len(reported) != len(vals):
                 continue
             bad = [j for j, (a, b) in enumerate(zip(vals, reported)) if not close(a, b, 1e-9, 0.0)]
-            if bad:
-                differing.append((reached_end(info.sched), info, bad[0], reported))
-            else:
-                agreed = True
-        # several restored schedulers (a warm-up that ended, then the main schedule): the LR is right when
-        # it is the one any of them is at; else the one still running is named
-        if agreed or not differing:
+            restored.append((reached_end(info.sched), info, bad[0] if bad else None, reported))
+        # several restored schedulers (a warm-up that ended, then the main schedule): the ones still
+        # running decide (an ended warm-up's last LR is the base LR, what a reset to base gives too);
+        # the LR is right when it is the one any of them is at
+        deciding = [r for r in restored if not r[0]] or restored
+        if not deciding or any(r[2] is None for r in deciding):
             return
-        _, info, j, reported = min(differing, key=lambda d: d[0])
+        _, info, j, reported = deciding[0]
         name = type(info.sched).__name__
         why = (f"{name} was built after optimizer.load_state_dict() and its construction rewrote the "
                "restored LR; loading its own state does not write the LR back"
@@ -112,16 +114,30 @@ class OptimizerEventsMixin:
 
     def _rebuilt(self, opt: Any, tr: Tracker) -> None:
         """``opt`` rebuilds ``tr``'s optimizer; whether its state restarts (LR006) is known at its first
-        step: state restored in between (``opt.load_state_dict(checkpoint)``, an in-process resume) is
-        no restart."""
-        pending = [True]  # the hook stays until the audit stops (torch forbids removing it while it runs)
+        step: a state loaded in between (``opt.load_state_dict(checkpoint)``, an in-process resume) is no
+        restart, unless it is a state this audit saw loaded before (the same checkpoint loaded into
+        every rebuild: each epoch restarts from it)."""
+        loaded: list = []  # the fingerprint of the state loaded into it before its first step
+        pending = [True]  # the hooks stay until the audit stops (torch forbids removing one while it runs)
+
+        def on_load(o: Any, state_dict: Any) -> None:
+            if pending[0]:
+                loaded[:] = [_fingerprint(state_dict)]
 
         def first_step(o: Any, args: Any, kwargs: Any) -> None:
-            if pending[0]:
-                pending[0] = False
-                if not o.state and self._state == 1:
-                    self._guard(tr.event, OPTCTOR, type(o).__name__)
+            if not pending[0]:
+                return
+            pending[0] = False
+            seen = self._loaded_states
+            restored = bool(loaded) and (loaded[0] is None or loaded[0] not in seen)  # None: cannot tell
+            if loaded and loaded[0] is not None:
+                seen.add(loaded[0])
+            if not restored and self._state == 1:
+                self._guard(tr.event, OPTCTOR, type(o).__name__)
 
+        if hasattr(opt, "register_load_state_dict_pre_hook"):
+            self._handles.append(opt.register_load_state_dict_pre_hook(
+                lambda o, sd: self._guard(on_load, o, sd)))
         self._handles.append(opt.register_step_pre_hook(first_step))
 
     def _scaler_mark(self, optimizer: Any) -> Optional[tuple]:
@@ -160,7 +176,14 @@ def _own_state(opt: Any, state_dict: Any) -> bool:
     an equal number (a step count on the CPU); never a device read."""
     saved = state_dict["state"]
     n = 0
+    if len(state_dict["param_groups"]) != len(opt.param_groups):
+        return False
     for g_saved, group in zip(state_dict["param_groups"], opt.param_groups):
+        # the settings too: a snapshot taken by reference (``snap = opt.state_dict()``) holds the live
+        # state tensors but the LRs of its time; loading it back is a roll-back
+        if any(k != "params" and not _same_value(v, group.get(k)) for k, v in g_saved.items()
+               if isinstance(v, (int, float, torch.Tensor))):
+            return False
         for idx, p in zip(g_saved["params"], group["params"]):
             mine, theirs = opt.state.get(p), saved.get(idx)
             if (mine is None) != (theirs is None):
@@ -183,3 +206,24 @@ def _same_value(a: Any, b: Any) -> bool:
             return False
         return a.item() == b.item()
     return type(a) is type(b) and a == b
+
+
+def _fingerprint(state_dict: Any) -> Optional[tuple]:
+    """What tells one saved optimizer state from another without reading a device: the groups' LRs and
+    the step counts (Adam's and most others'; on the CPU). None when there are no step counts (SGD):
+    two checkpoints at the same LR cannot be told apart, so none counts as loaded twice."""
+    try:
+        lrs = tuple(float(g["lr"]) for g in state_dict["param_groups"])
+        steps = []
+        for st in list(state_dict["state"].values())[:64]:
+            step = st.get("step")
+            if isinstance(step, torch.Tensor):
+                if step.device.type != "cpu" or step.numel() != 1:
+                    return None
+                step = step.item()
+            if not isinstance(step, (int, float)):
+                return None
+            steps.append(step)
+        return (lrs, tuple(steps)) if steps else None
+    except Exception:
+        return None

@@ -99,7 +99,7 @@ class SchedulerStepsMixin:
                     with_args = bool(args) or (bool(kwargs) and "epoch" in kwargs)
                     if info.parent is None and (tr.resume or len(tr.opt.param_groups) != info.n_groups):
                         self._before_step(info, tr, with_args, args, kwargs)
-                    if not tr.checker.steps and _placed_by_hand(sched):
+                    if not tr.checker.steps and _placed_by_hand(sched, info):
                         info.repositioned = True
                     tr.sched_begin(info.sid, with_args)
                 token = (tr, info, sched, has_metric)
@@ -134,7 +134,7 @@ class SchedulerStepsMixin:
             with_args = bool(args) or "epoch" in (kwargs or {})
             if info.parent is None:
                 self._before_step(info, tr, with_args, args, kwargs or {})
-            if not tr.checker.steps and _placed_by_hand(s):
+            if not tr.checker.steps and _placed_by_hand(s, info):
                 info.repositioned = True
             tr.sched_begin(info.sid, with_args)
             return (tr, info, s, has_metric)
@@ -287,10 +287,13 @@ def _what_torch_does(sched: Any, opt: Any, built: int, args: tuple, kwargs: dict
             "scheduler has no base LR for them")
 
 
-def _placed_by_hand(sched: Any) -> bool:
+def _placed_by_hand(sched: Any, info: SchedInfo) -> bool:
     """``last_epoch`` was set by hand (ultralytics: ``scheduler.last_epoch = start_epoch - 1``, then a
-    step at each epoch's start): it no longer counts the steps taken (``_step_count - 1`` does, the
-    construction's step included, and a load restores both). A step from there goes where the code
-    put the schedule; before the first update it shifts nothing (not LR001)."""
+    step at each epoch's start): a step from there goes where the code put the schedule, and before the
+    first update it shifts nothing (not LR001). Seen as ``last_epoch`` moving against the steps counted
+    (``_step_count``) since the audit met the scheduler, or left at -1, where no constructor leaves it.
+    A constructor given ``last_epoch=k`` (the documented resume) and a load move both together."""
     last, count = getattr(sched, "last_epoch", None), getattr(sched, "_step_count", None)
-    return type(last) is int and type(count) is int and last != count - 1
+    if type(last) is not int or type(count) is not int:
+        return False
+    return last == -1 or (info.offset is not None and last - count != info.offset)

@@ -69,7 +69,7 @@ def stepped_since_idle(s: Any) -> bool:
 class SchedInfo:
     __slots__ = ("sid", "sched", "tracker", "parent", "stepped", "anchors", "simulable", "may_end", "plateau",
                  "loaded", "after_opt_load", "lr017", "n_groups", "lane_ok", "predates", "outside", "uncopied",
-                 "repositioned")
+                 "repositioned", "offset")
 
     def __init__(self, sid: int, sched: Any, tracker: Tracker) -> None:
         self.sid = sid
@@ -96,6 +96,7 @@ class SchedInfo:
         self.outside = False  # an earlier audit ended with it idle and it stepped since (see _IDLE_AT_EXIT)
         self.uncopied = ""  # why expect='scheduler' could not copy it
         self.repositioned = False  # its last_epoch was set by hand before a step preceding any update
+        self.offset = _offset(sched)  # last_epoch - _step_count when met (moves when set by hand)
 
 
 class SchedulerTrackingMixin:
@@ -216,6 +217,7 @@ class SchedulerTrackingMixin:
             # (detectron2's LRMultiplier saves base_lrs and last_epoch only: its get_last_lr() is the
             # fresh construction's until its next step)
             info.loaded = not isinstance(saved, dict) or "_last_lr" in saved
+            info.offset = _offset(s)  # a load moves last_epoch and the step count together
             info.lr017 = None
             built = built_groups(s)
             info.n_groups = built if built is not None else info.n_groups
@@ -223,6 +225,11 @@ class SchedulerTrackingMixin:
             self._snapshot(info, tr)
         except Exception as e:
             self._errors.append(e)
+
+
+def _offset(s: Any) -> Optional[int]:
+    last, count = getattr(s, "last_epoch", None), getattr(s, "_step_count", None)
+    return last - count if type(last) is int and type(count) is int else None
 
 
 def _opaque(obj: Any) -> bool:

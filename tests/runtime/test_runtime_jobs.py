@@ -3,6 +3,7 @@
 Every recorded value is checked against an independent record: a step pre-hook of the test's own
 (``own_record``), which sees the LR each update is about to use.
 """
+import copy
 import gc
 import math
 import sys
@@ -1029,3 +1030,99 @@ def test_an_optimizer_rebuilt_and_restored_in_process_is_a_resume_not_lr006(rest
         assert run.findings == []  # before: LR006, "momentum restarts", though it was restored
     else:
         assert [f.rule for f in run.findings] == ["LR006"]
+
+
+def test_lr001_on_a_resume_built_with_last_epoch_and_stepped_before_the_updates():
+    """``MultiStepLR(..., last_epoch=start - 1)`` (the documented resume) stepped at each epoch's start:
+    every epoch uses the next one's LR. Unlike a last_epoch set by hand, the constructor moves the
+    step count with it."""
+    m = model()
+    opt = sgd(m)
+    for g in opt.param_groups:
+        g["initial_lr"] = 0.1
+    sched = L.MultiStepLR(opt, [4], 0.1, last_epoch=1)  # resumed at epoch 2
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        for _ in range(2, 5):
+            sched.step()  # before the epoch's updates
+            for _ in range(2):
+                train_step(m, opt)
+    h.remove()
+    assert column(seen) == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.01, 0.01], rel=1e-12)  # epoch 3 at 0.01
+    assert [(f.rule, f.step) for f in run.findings] == [("LR001", 0)]
+
+
+def test_lr018_an_optimizer_restored_from_an_older_checkpoint_than_its_schedulers():
+    m = model()
+    opt = torch.optim.AdamW(m.parameters(), lr=0.1)
+    warm, main = L.LinearLR(opt, 0.1, total_iters=3), L.StepLR(opt, 2, 0.5)
+    checkpoints = []
+    for it in range(9):
+        train_step(m, opt)
+        (warm if it < 3 else main).step()
+        checkpoints.append({"opt": copy.deepcopy(opt.state_dict()), "warm": warm.state_dict(),
+                            "main": main.state_dict()})
+    m = model()
+    opt = torch.optim.AdamW(m.parameters(), lr=0.1)
+    warm, main = L.LinearLR(opt, 0.1, total_iters=3), L.StepLR(opt, 2, 0.5)
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        opt.load_state_dict(checkpoints[2]["opt"])  # the end of the warm-up: LR 0.1
+        warm.load_state_dict(checkpoints[8]["warm"])
+        main.load_state_dict(checkpoints[8]["main"])  # the main schedule at 0.025
+        for _ in range(2):
+            train_step(m, opt)
+            main.step()
+    h.remove()
+    assert column(seen)[0] == pytest.approx(0.1) and main.get_last_lr() != [0.1]
+    # the finished warm-up's last LR (the base LR) agrees; the running main schedule decides
+    assert [(f.rule, f.step) for f in run.findings] == [("LR018", 0)]
+    assert "StepLR.get_last_lr()" in run.findings[0].message
+
+
+def test_a_roll_back_to_a_snapshot_held_by_reference_is_a_resume():
+    m = model()
+    opt = torch.optim.Adam(m.parameters(), lr=0.1)
+    sched = L.StepLR(opt, 1, 0.5)
+    with audit(opt) as run:
+        for it in range(6):
+            train_step(m, opt)
+            sched.step()
+            if it == 1:
+                snap = opt.state_dict()  # no copy: the live state tensors, the LRs of that time
+        opt.load_state_dict(snap)  # back to lr 0.025 while the scheduler stays at its step 6
+        for _ in range(2):
+            train_step(m, opt)
+            sched.step()
+    assert [f.rule for f in run.findings] == ["LR019"]
+
+
+def _rebuilt_every_epoch(make, load=None):
+    m = model()
+    opt = make(m)
+    sched = L.StepLR(opt, 2, 0.5)
+    with audit(None) as run:
+        for epoch in range(3):
+            if epoch:
+                opt = make(m)
+                sched = L.StepLR(opt, 2, 0.5)
+                if load is not None:
+                    opt.load_state_dict(load)
+                    sched.load_state_dict(load_sched)
+            for _ in range(2):
+                train_step(m, opt)
+                sched.step()
+            if epoch == 0 and load is not None:
+                load, load_sched = copy.deepcopy(opt.state_dict()), sched.state_dict()
+    return run
+
+
+def test_lr006_for_rebuilds_whose_state_was_made_by_the_constructor_or_loaded_again():
+    # Adagrad fills its state in its constructor: a rebuild is still a restart
+    run = _rebuilt_every_epoch(lambda m: torch.optim.Adagrad(m.parameters(), lr=0.1))
+    assert [f.rule for f in run.findings] == ["LR006", "LR006"]
+    # the same checkpoint loaded into every rebuild: each epoch restarts from it
+    run = _rebuilt_every_epoch(lambda m: torch.optim.Adam(m.parameters(), lr=0.1), load={})
+    # the first load is a resume; the third optimizer, loaded with it again, restarts what both before it
+    # had trained (each optimizer's series gets its LR006)
+    assert [(f.rule, f.optimizer) for f in run.findings] == [("LR006", "lr-Adam"), ("LR006", "lr-Adam-1")]
