@@ -102,7 +102,8 @@ _RULES = (
         "its steps recompute every group from its base LRs (LambdaLR, OneCycleLR, CyclicLR, "
         "CosineAnnealingWarmRestarts) and it alone writes from then on; not for writes handed back to the "
         "scheduler before each of its steps (pytorch_warmup's dampening), nor for one after its schedule "
-        "ended that it never overwrites",
+        "ended that it never overwrites; and an LR written right before a LambdaLR or "
+        "CosineAnnealingWarmRestarts was built, lost to the stale 'initial_lr' it takes its base from",
         what="Finds assignments to `param_group['lr']` (directly, in a loop over `optimizer.param_groups`, "
         "or in a same-module helper) on an optimizer that a `torch.optim.lr_scheduler` scheduler also "
         "drives, after that scheduler was built. A write of a LambdaLR's own closed form "

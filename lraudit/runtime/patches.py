@@ -166,6 +166,7 @@ def _sched_init(original):
     def __init__(self, *args, **kwargs):
         if not ACTIVE or state.suppress:
             return original(self, *args, **kwargs)
+        before = _groups_before(args, kwargs) if state.ctor_depth == 0 else None
         state.ctor_depth += 1
         state.busy += 1
         try:
@@ -176,9 +177,19 @@ def _sched_init(original):
         if state.ctor_depth == 0:
             _patch_class_tree(type(self))  # a scheduler class defined after the audit started
             for a in tuple(ACTIVE):
-                a._on_sched_created(self)
+                a._on_sched_created(self, before)
 
     return __init__
+
+
+def _groups_before(args: tuple, kwargs: dict) -> Any:
+    """``(lr, initial_lr)`` of each group of the optimizer a scheduler is being built on, as they were
+    before its constructor ran (None when it cannot be told)."""
+    opt = args[0] if args else kwargs.get("optimizer")
+    try:
+        return [(g.get("lr"), g.get("initial_lr")) for g in opt.param_groups]
+    except Exception:
+        return None
 
 
 def _sched_load(original):

@@ -21,6 +21,7 @@ from torch.optim import Optimizer
 from torch.optim import lr_scheduler as L
 
 from lraudit.runtime import discovery
+from lraudit.runtime.checker import fmt
 from lraudit.runtime import patches
 from lraudit.runtime.series import close
 from lraudit.runtime.schedulers import (
@@ -158,7 +159,7 @@ class SchedulerTrackingMixin:
             info.simulable = False
             info.uncopied = f"{type(e).__name__}: {e}"
 
-    def _on_sched_created(self, s: Any) -> None:
+    def _on_sched_created(self, s: Any, before: Any = None) -> None:
         try:
             if not is_scheduler(s):
                 return
@@ -183,7 +184,18 @@ class SchedulerTrackingMixin:
                         and not _new_phase(other.sched, tr)):
                     restart = other.sid
                     break
+            lost = _write_lost_to_stale_base(s, before, tr.checker.last, tr.opt)
             tr.observe(CTOR, info.sid, restart)
+            if lost is not None:
+                j, written, stale, now = lost
+                name = type(s).__name__
+                tr.checker.add("LR002", (
+                    f"param_groups[{j}]['lr'] of {tr.name} was set to {fmt(written)} right before {name} was "
+                    f"built, but {name} takes its base LR from the group's 'initial_lr' ({fmt(stale)}, left "
+                    f"there by an earlier scheduler), so its construction replaced the value written with "
+                    f"{fmt(now)}: the new stage runs {name}'s schedule from {fmt(stale)}, not from "
+                    f"{fmt(written)}. Set group['initial_lr'] to the new LR too (or delete it) before building "
+                    "the scheduler."), step=tr.checker.steps, group=j)
             for c in kids:
                 self._info_for(c, tr).parent = info.sid
             if tr.resumed_at is not None and tr.resumed_at == tr.checker.steps and not info.plateau:
@@ -225,6 +237,35 @@ class SchedulerTrackingMixin:
             self._snapshot(info, tr)
         except Exception as e:
             self._errors.append(e)
+
+
+def _write_lost_to_stale_base(s: Any, before: Any, seen: Any, opt: Any) -> Optional[tuple]:
+    """``(group, written, stale initial_lr, LR now)`` when the LR of a group was written right before
+    ``s`` was built (the audit had seen another value there) and ``s``, taking its base LRs from an
+    ``initial_lr`` an earlier scheduler left in the group, replaced it (LambdaLR and
+    CosineAnnealingWarmRestarts, whose first LR is the base times a factor): the written LR is lost.
+    None otherwise; a scheduler starting from the group's LR (StepLR, LinearLR, CosineAnnealingLR) keeps
+    the write, and OneCycleLR and CyclicLR set their own base."""
+    base = getattr(s, "base_lrs", None)
+    if not before or not seen or not isinstance(base, list):
+        return None
+    if not isinstance(s, (L.LambdaLR, L.CosineAnnealingWarmRestarts)):  # their first LR is base * f(0)
+        return None
+    groups = opt.param_groups
+    if not (len(before) == len(groups) == len(base) == len(seen)):
+        return None
+    for j, ((written, stale), g) in enumerate(zip(before, groups)):
+        now = g.get("lr")
+        if not all(type(v) is float for v in (written, stale, now, base[j], seen[j])):
+            continue
+        if (not _near(written, stale) and _near(base[j], stale) and not _near(now, written)
+                and not _near(seen[j], written)):
+            return j, written, stale, now
+    return None
+
+
+def _near(a: float, b: float) -> bool:
+    return close(a, b, 1e-9, 0.0)
 
 
 def _offset(s: Any) -> Optional[int]:

@@ -1126,3 +1126,36 @@ def test_lr006_for_rebuilds_whose_state_was_made_by_the_constructor_or_loaded_ag
     # the first load is a resume; the third optimizer, loaded with it again, restarts what both before it
     # had trained (each optimizer's series gets its LR006)
     assert [(f.rule, f.optimizer) for f in run.findings] == [("LR006", "lr-Adam"), ("LR006", "lr-Adam-1")]
+
+
+@pytest.mark.parametrize("stage_two", ["LambdaLR", "LambdaLR, initial_lr set too", "LinearLR"])
+def test_a_write_lost_to_a_stale_initial_lr_of_the_next_stages_scheduler(stage_two):
+    """Stage 2 writes its LR and builds a new scheduler; LambdaLR takes its base from the 'initial_lr' the
+    stage-1 scheduler left in the group (torch's setdefault), so the written LR is never used."""
+    m = model()
+    opt = sgd(m)
+    first = L.StepLR(opt, 3, 0.5)
+    seen, h = own_record(opt)
+    with audit(opt) as run:
+        for _ in range(6):
+            train_step(m, opt)
+            first.step()
+        for g in opt.param_groups:
+            g["lr"] = 0.01
+            if stage_two == "LambdaLR, initial_lr set too":
+                g["initial_lr"] = 0.01
+        second = (L.LinearLR(opt, 0.5, total_iters=2) if stage_two == "LinearLR"
+                  else L.LambdaLR(opt, lambda k: 0.9 ** k))
+        for _ in range(3):
+            train_step(m, opt)
+            second.step()
+    h.remove()
+    stage = column(seen)[6:]
+    if stage_two == "LambdaLR":
+        assert stage == pytest.approx([0.1, 0.09, 0.081], rel=1e-12)  # from the stale 0.1, not 0.01
+        assert [(f.rule, f.step) for f in run.findings] == [("LR002", 6)]
+        assert "takes its base LR from the group's 'initial_lr' (0.1" in run.findings[0].message
+    else:
+        expected = [0.01, 0.009, 0.0081] if stage_two.startswith("LambdaLR") else [0.005, 0.0075, 0.01]
+        assert stage == pytest.approx(expected, rel=1e-12)
+        assert run.findings == []
