@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import libcst as cst
 
 from lraudit.analysis import known
-from lraudit.analysis.nodes import _first_param_is_optimizer, _method
+from lraudit.analysis.nodes import _first_param_is_optimizer, _length_params, _method
 from lraudit.analysis.scopes import FuncRef, Qual, Scope, Unit, _unit_of
 from lraudit.analysis.trace import Block, Container, Event
 from lraudit.analysis.values import (
@@ -155,11 +155,12 @@ class CallsMixin:
         for base in self._lineage(classdef, unit):
             kind = known.scheduler_kind(base)
             if base in known.TORCH_SCHEDULER_BASES or kind is not None:
-                # A subclass of a torch scheduler: a torch scheduler whose class specifics are its own.
-                custom = known.SchedulerKind(cls=None)
+                # A subclass of a torch scheduler: a torch scheduler whose class specifics are its own;
+                # its length, when its constructor names one (``max_epochs``, ``total_steps``).
                 found = self._find_method(classdef, unit, "__init__")
                 if found is not None and not _first_param_is_optimizer(found[0]):
                     return UNKNOWN
+                custom = known.SchedulerKind(cls=None, size_args=_length_params(found[0]) if found else ())
                 obj = self._construct_scheduler(base, custom, call, positional, keywords, scope, container)
                 obj.subclass = classdef.name.value
                 return obj

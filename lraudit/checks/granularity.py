@@ -316,9 +316,10 @@ class Size:
 
 def _sizes(model: Model, scheduler: SchedulerObj, depth: int = 0) -> List[Size]:
     call = scheduler.site
-    if not isinstance(call, cst.Call) or not is_torch_scheduler(scheduler):
-        return []
     kind = scheduler.kind
+    # a torch scheduler, or a project subclass whose constructor names its length (``max_epochs``)
+    if not isinstance(call, cst.Call) or not (is_torch_scheduler(scheduler) or kind.size_args):
+        return []
     origins: Dict[int, cst.BaseExpression] = {}
     for event in model.constructions(scheduler):
         origins = event.data.get("origins") or origins
