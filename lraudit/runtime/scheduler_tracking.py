@@ -21,8 +21,8 @@ from torch.optim import Optimizer
 from torch.optim import lr_scheduler as L
 
 from lraudit.runtime import discovery
-from lraudit.runtime.checker import fmt
 from lraudit.runtime import patches
+from lraudit.runtime.checker import fmt
 from lraudit.runtime.series import close
 from lraudit.runtime.schedulers import (
     built_groups,

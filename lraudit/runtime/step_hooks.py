@@ -17,7 +17,13 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from lraudit.runtime.schedulers import _ShadowOptimizer, hookable, ratio_preserving, reached_end, recomputes_each_step
+from lraudit.runtime.schedulers import (
+    _ShadowOptimizer,
+    hookable,
+    ratio_preserving,
+    reached_end,
+    recomputes_each_step,
+)
 from lraudit.runtime.tracker import ABORT, START, Tracker
 
 

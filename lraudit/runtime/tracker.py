@@ -365,10 +365,11 @@ class Tracker:
             vals = self.read()
             if vals is not None:
                 c = self._checker
-                if c.lr002_armed and self.armed_lrs is not None and c.last == vals and any(
-                        g["lr"] is not v for g, v in zip(self.opt.param_groups, self.armed_lrs)):
-                    c.rewrote_equal(vals)
-                self.armed_lrs = None
+                if self.armed_lrs is not None:  # rare: a warm-up's verdict waits on this update
+                    if c.lr002_armed and c.last == vals and any(
+                            g["lr"] is not v for g, v in zip(self.opt.param_groups, self.armed_lrs)):
+                        c.rewrote_equal(vals)
+                    self.armed_lrs = None
                 c.pre(vals)
                 return
         self.queue.push(PRE, self._row())  # type: ignore[union-attr]
