@@ -186,22 +186,28 @@ def _first_param_is_optimizer(init: cst.FunctionDef) -> bool:
 
 # Constructor parameters of a project scheduler class that name the schedule's length, counted in its own
 # steps; the unit (epochs or optimizer steps) is read from the argument at each construction, as for
-# torch's T_max. ``epochs`` beside a steps-per-epoch parameter is a factor of the length, not it.
+# torch's T_max. Beside a parameter counting the steps of an epoch it is a factor of the length, not it.
 LENGTH_PARAMS = frozenset({
     "max_epochs", "total_epochs", "num_epochs", "max_steps", "total_steps", "num_steps", "num_training_steps",
     "t_total", "T_max", "max_iter", "max_iters", "total_iters", "max_iterations", "total_iterations",
     "num_iterations", "max_updates", "total_updates", "training_steps",
 })
-_PER_EPOCH_PARAMS = frozenset({"steps_per_epoch", "iters_per_epoch", "niter_per_ep", "n_iter_per_epoch",
-                               "batches_per_epoch", "num_steps_per_epoch", "iterations_per_epoch"})
+def _per_epoch_param(name: str) -> bool:
+    """A parameter that may count the batches of an epoch (``steps_per_epoch``, ``epoch_steps``,
+    ``iters_per_epoch``, ``niter_per_ep``, ``epoch_size``, ``num_batches``): the schedule's length may be
+    a product the class computes. A warm-up's length and ``last_epoch`` are not."""
+    n = name.lower()
+    if n in LENGTH_PARAMS or n.startswith(("warmup", "warm_up", "last_epoch")):
+        return False
+    return "epoch" in n or "per_ep" in n or "batch" in n
 
 
 def _length_params(init: cst.FunctionDef) -> Tuple[Tuple[str, int], ...]:
     """``(name, position after the optimizer)`` of the length parameters of a scheduler subclass's
-    ``__init__(self, optimizer, ...)``; none when one of its parameters counts steps per epoch."""
+    ``__init__(self, optimizer, ...)``; none when another parameter may count the steps of an epoch."""
     params = list(init.params.posonly_params) + list(init.params.params)
     names = [p.name.value for p in params[2:]]
-    if any(n in _PER_EPOCH_PARAMS for n in names):
+    if any(_per_epoch_param(n) for n in names):
         return ()
     return tuple((n, k) for k, n in enumerate(names) if n in LENGTH_PARAMS)
 
