@@ -278,7 +278,7 @@ class Checker:
             self.sched_ref[sid] = (st.last_idx, vals)
         if self.lr002_wait and self.lr002_pending == sid:
             rv = self.reach_vals
-            if rv is not None and len(rv) == len(vals) and all(map(_close, vals, rv)):
+            if rv is not None and _same_lrs(vals, rv):
                 self.reach = (sid,)  # it arrived at the last write's LRs: a ramp aimed at its next value
             else:
                 self.lr002_armed = True
@@ -397,8 +397,7 @@ class Checker:
                     # ReduceLROnPlateau consumes a metric, not a position in a schedule: stepped on a
                     # baseline validation before training it shifts nothing; nor does a step from a
                     # last_epoch set by hand (it goes where the code put it)
-                    first = [s for s in ic
-                             if not self.info(s).get("plateau") and not self.info(s).get("repositioned")]
+                    first = [s for s in ic if not _moves_nothing(self.info(s))]
                     if first:
                         self._hit("LR001", step=0, group=0, sid=first[0], k=ic[first[0]])
             elif k >= 2 and not final:  # extra steps after the last update are never used
@@ -479,19 +478,21 @@ class Checker:
         warm-up factor after the step): the writes since its last step never reached its schedule."""
         if sid not in self.sched_ref:
             return False
-        st = self.stats.get(sid)
-        since = -1 if st is None else (st.last_idx if st.last_idx is not None else st.attach_idx)
+        since = self._since(sid)
         if any(o != sid and x.last_idx is not None and x.last_idx > since for o, x in self.stats.items()):
             return False  # another scheduler wrote since: going back to this one's LRs undoes that one
         self._fresh_refs(self.last)  # steps the steady lane took set the LRs just before this change
-        ref = self.sched_ref[sid][1]
-        return len(ref) == len(vals) and all(map(_close, vals, ref))
+        return _same_lrs(vals, self.sched_ref[sid][1])
+
+    def _since(self, sid: int) -> int:
+        """The observation from which this scheduler's LRs stand: its last step's, else its attachment."""
+        st = self.stats.get(sid)
+        if st is None:
+            return -1
+        return st.last_idx if st.last_idx is not None else st.attach_idx
 
     def _undo(self, sid: int) -> None:
-        st = self.stats.get(sid)
-        start = -1
-        if st is not None:
-            start = st.last_idx if st.last_idx is not None else st.attach_idx
+        start = self._since(sid)
         prev = self.undone.get(sid)
         if prev is not None and prev[1] >= start:  # contiguous with the last one: its step in between
             start = prev[0]
@@ -632,8 +633,7 @@ class Checker:
     def _reached(self, vals: list) -> None:
         """Which schedulers' own LRs the write left in every group: those each one set at its last step
         (or construction), see _fresh_refs."""
-        self.reach = tuple(sid for sid, (_, ref) in self.sched_ref.items()
-                           if len(ref) == len(vals) and all(map(_close, vals, ref)))
+        self.reach = tuple(sid for sid, (_, ref) in self.sched_ref.items() if _same_lrs(vals, ref))
         self.reach_vals = vals
 
     def _fresh_refs(self, old: list) -> None:
@@ -933,6 +933,17 @@ def _clamp_like(old: list, new: list, changed: list, n: int) -> bool:
 
 def _close(a: float, b: float) -> bool:
     return a == b or abs(a - b) <= _RATIO_RTOL * max(abs(a), abs(b))
+
+
+def _same_lrs(a: list, b: list) -> bool:
+    """Every group's LR the same in both readings (within the ratio tolerance)."""
+    return len(a) == len(b) and all(map(_close, a, b))
+
+
+def _moves_nothing(info: dict) -> bool:
+    """A step before the first update that shifts no schedule: ReduceLROnPlateau's, or one from a
+    last_epoch set by hand."""
+    return bool(info.get("plateau") or info.get("repositioned"))
 
 
 def _one_value(vals: list, n: int) -> bool:

@@ -202,10 +202,17 @@ def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
             return False
-        if a.device.type != "cpu" or b.device.type != "cpu" or a.numel() != 1 or b.numel() != 1:
-            return False
-        return a.item() == b.item()
+        x = _host_number(a)
+        return x is not None and x == _host_number(b)
     return type(a) is type(b) and a == b
+
+
+def _host_number(x: Any) -> Optional[float]:
+    """The number a step count or a one-element CPU tensor holds; None for a device tensor (reading it
+    would synchronise) or anything else."""
+    if isinstance(x, torch.Tensor):
+        return x.item() if x.device.type == "cpu" and x.numel() == 1 else None
+    return x if isinstance(x, (int, float)) else None
 
 
 def _fingerprint(state_dict: Any) -> Optional[tuple]:
@@ -216,12 +223,8 @@ def _fingerprint(state_dict: Any) -> Optional[tuple]:
         lrs = tuple(float(g["lr"]) for g in state_dict["param_groups"])
         steps = []
         for st in list(state_dict["state"].values())[:64]:
-            step = st.get("step")
-            if isinstance(step, torch.Tensor):
-                if step.device.type != "cpu" or step.numel() != 1:
-                    return None
-                step = step.item()
-            if not isinstance(step, (int, float)):
+            step = _host_number(st.get("step"))
+            if step is None:
                 return None
             steps.append(step)
         return (lrs, tuple(steps)) if steps else None

@@ -22,7 +22,14 @@ from torch.optim import lr_scheduler as L
 from lraudit.runtime import patches
 from lraudit.runtime.checker import fmt
 from lraudit.runtime.scheduler_tracking import SchedInfo
-from lraudit.runtime.schedulers import is_scheduler, mismatched_groups, past_end, scheduler_optimizer, shadow_copy
+from lraudit.runtime.schedulers import (
+    is_scheduler,
+    mismatched_groups,
+    past_end,
+    scheduler_optimizer,
+    shadow_copy,
+    step_offset,
+)
 from lraudit.runtime.tracker import NOTE, Tracker
 
 
@@ -293,7 +300,7 @@ def _placed_by_hand(sched: Any, info: SchedInfo) -> bool:
     first update it shifts nothing (not LR001). Seen as ``last_epoch`` moving against the steps counted
     (``_step_count``) since the audit met the scheduler, or left at -1, where no constructor leaves it.
     A constructor given ``last_epoch=k`` (the documented resume) and a load move both together."""
-    last, count = getattr(sched, "last_epoch", None), getattr(sched, "_step_count", None)
-    if type(last) is not int or type(count) is not int:
+    offset = step_offset(sched)
+    if offset is None:
         return False
-    return last == -1 or (info.offset is not None and last - count != info.offset)
+    return sched.last_epoch == -1 or (info.offset is not None and offset != info.offset)

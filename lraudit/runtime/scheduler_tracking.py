@@ -32,6 +32,7 @@ from lraudit.runtime.schedulers import (
     reached_end,
     scheduler_optimizer,
     shadow_copy,
+    step_offset,
     underlying_scheduler,
 )
 from lraudit.runtime.tracker import _SKIP_DIRS, ATTACH, CTOR, Tracker
@@ -97,7 +98,7 @@ class SchedInfo:
         self.outside = False  # an earlier audit ended with it idle and it stepped since (see _IDLE_AT_EXIT)
         self.uncopied = ""  # why expect='scheduler' could not copy it
         self.repositioned = False  # its last_epoch was set by hand before a step preceding any update
-        self.offset = _offset(sched)  # last_epoch - _step_count when met (moves when set by hand)
+        self.offset = step_offset(sched)  # last_epoch - _step_count when met (moves when set by hand)
 
 
 class SchedulerTrackingMixin:
@@ -229,7 +230,7 @@ class SchedulerTrackingMixin:
             # (detectron2's LRMultiplier saves base_lrs and last_epoch only: its get_last_lr() is the
             # fresh construction's until its next step)
             info.loaded = not isinstance(saved, dict) or "_last_lr" in saved
-            info.offset = _offset(s)  # a load moves last_epoch and the step count together
+            info.offset = step_offset(s)  # a load moves last_epoch and the step count together
             info.lr017 = None
             built = built_groups(s)
             info.n_groups = built if built is not None else info.n_groups
@@ -266,11 +267,6 @@ def _write_lost_to_stale_base(s: Any, before: Any, seen: Any, opt: Any) -> Optio
 
 def _near(a: float, b: float) -> bool:
     return close(a, b, 1e-9, 0.0)
-
-
-def _offset(s: Any) -> Optional[int]:
-    last, count = getattr(s, "last_epoch", None), getattr(s, "_step_count", None)
-    return last - count if type(last) is int and type(count) is int else None
 
 
 def _opaque(obj: Any) -> bool:

@@ -150,6 +150,13 @@ def active_children(sched: Any) -> List[Any]:
     return out
 
 
+def step_offset(sched: Any) -> Optional[int]:
+    """``last_epoch - _step_count``: constant while the scheduler steps, loads or is built with
+    ``last_epoch=k``; it moves only when ``last_epoch`` is set by hand. None for a scheduler without them."""
+    last, count = getattr(sched, "last_epoch", None), getattr(sched, "_step_count", None)
+    return last - count if type(last) is int and type(count) is int else None
+
+
 def has_end(sched: Any) -> bool:
     """Whether ``past_end`` can ever say something about this scheduler (or one it composes)."""
     kids = children(sched)
